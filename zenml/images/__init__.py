@@ -1,0 +1,1 @@
+"""zenml's image catalogue: specs, locks, wheelhouses, builds and self-tests."""

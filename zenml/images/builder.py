@@ -1,0 +1,280 @@
+"""Building zenml's images with the Docker daemon, parents first.
+
+An image is built only when no image carries its content tag yet. A build
+installs from a wheelhouse filled on the host and served on loopback, then
+runs the image's self-test before the friendly tags move to it; a build that
+fails or whose self-test fails leaves no tag behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+import zenml
+from zenml.exceptions import ImageBuildError, ImageNotFoundError
+from zenml.images import wheelhouse
+from zenml.images.spec import (
+    ImageSpec,
+    builtin_images,
+    default_parent,
+    source_hash,
+    source_root,
+    with_ancestors,
+)
+
+logger = logging.getLogger(__name__)
+
+LABEL_PREFIX = "org.zenml"
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image on the daemon, and whether this call built it."""
+
+    name: str
+    tag: str
+    image_id: str
+    built: bool
+    seconds: float = 0.0
+    size: int = 0
+
+
+class ImageBuilder:
+    """Builds the built-in images (and images FROM them) on one daemon."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        parent: str | None = None,
+        wheelhouse_dir: Path | None = None,
+        printer: Printer = print,
+    ) -> None:
+        self.client = client
+        self.parent = parent or default_parent()
+        self.wheelhouse_dir = wheelhouse_dir
+        self.printer = printer
+        self.specs = builtin_images()
+
+    # Names and tags -----------------------------------------------------
+
+    def parent_identity(self, spec: ImageSpec) -> str:
+        """What the image is built FROM: an image id for the base, a tag otherwise."""
+        if spec.parent is not None:
+            return self.content_tag(self.specs[spec.parent])
+        try:
+            return str(self.client.images.get(self.parent).id)
+        except docker.errors.ImageNotFound as exc:
+            raise ImageNotFoundError(
+                f"the base image's parent {self.parent!r} is not on this machine. "
+                f"Pull it (`docker pull {self.parent}`), or make a Python 3.11 "
+                "parent without any registry with `zenml image parent` and pass "
+                "its name with --parent (or ZENML_PARENT_IMAGE)",
+                image=self.parent,
+            ) from exc
+
+    def content_tag(self, spec: ImageSpec) -> str:
+        return spec.content_tag(self.parent_identity(spec))
+
+    def find(self, name: str) -> BuiltImage | None:
+        """The current image for `name`, if it has been built."""
+        spec = self.specs[name]
+        tag = self.content_tag(spec)
+        try:
+            image = self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return None
+        return BuiltImage(name=name, tag=tag, image_id=str(image.id), built=False)
+
+    # Building -----------------------------------------------------------
+
+    def build(self, names: list[str], *, force: bool = False) -> list[BuiltImage]:
+        """Build `names` and their parents where anything changed."""
+        results: list[BuiltImage] = []
+        for spec in with_ancestors(names or list(self.specs), self.specs):
+            tag = self.content_tag(spec)
+            if not force:
+                existing = self._existing(tag)
+                if existing is not None:
+                    self._tag_friendly(spec, tag)
+                    logger.info("image %s is up to date (%s)", spec.name, tag)
+                    results.append(
+                        BuiltImage(spec.name, tag, existing, built=False)
+                    )
+                    continue
+            results.append(self._build_one(spec, tag))
+        return results
+
+    def _existing(self, tag: str) -> str | None:
+        try:
+            return str(self.client.images.get(tag).id)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def _build_one(self, spec: ImageSpec, tag: str) -> BuiltImage:
+        if not spec.lock_path.is_file():
+            raise ImageBuildError(
+                f"image {spec.name!r} has no lock at {spec.lock_path}; write it "
+                f"with `zenml image lock {spec.name}`",
+                image=spec.name,
+            )
+        self.printer(f"Building {spec.repository} ({tag})")
+        started = time.monotonic()
+        wheels = self.wheelhouse_dir or _default_wheelhouse()
+        locks = [spec.lock_path]
+        self.printer(f"  filling the wheelhouse {wheels} on the host")
+        wheelhouse.fill(wheels, locks)
+
+        build_args = {
+            "ZENML_VERSION": zenml.__version__,
+            "ZENML_IMAGE": spec.name,
+            **spec.build_args,
+        }
+        if spec.parent is None:
+            build_args["PARENT"] = self.parent
+        else:
+            build_args["BASE"] = self.content_tag(self.specs[spec.parent])
+
+        with wheelhouse.serve(wheels) as url:
+            build_args["WHEELS"] = url
+            log = self._stream_build(spec, tag, build_args)
+
+        image = self.client.images.get(tag)
+        try:
+            self._self_test(spec, tag)
+        except ImageBuildError:
+            self.client.images.remove(tag, force=True)
+            raise
+        self._tag_friendly(spec, tag)
+        seconds = time.monotonic() - started
+        size = int(image.attrs.get("Size", 0))
+        self.printer(
+            f"Built {spec.repository} in {seconds:.0f}s: {tag}, "
+            f"{size / 1e6:.0f} MB"
+        )
+        logger.debug("build log of %s: %d lines", spec.name, len(log))
+        return BuiltImage(spec.name, tag, str(image.id), True, seconds, size)
+
+    def _stream_build(
+        self, spec: ImageSpec, tag: str, build_args: dict[str, str]
+    ) -> list[str]:
+        """Run the docker build, streaming its output; raise with its end."""
+        log: list[str] = []
+        stream = self.client.api.build(
+            path=str(spec.context),
+            dockerfile=spec.dockerfile,
+            tag=tag,
+            buildargs=build_args,
+            labels=self._labels(spec),
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            text = chunk.get("stream") or chunk.get("status") or ""
+            for line in text.splitlines():
+                if line.strip():
+                    log.append(line)
+                    self.printer(f"  {spec.name} | {line}")
+            if "error" in chunk:
+                log.append(chunk["error"])
+                tail = "\n".join(log[-30:])
+                raise ImageBuildError(
+                    f"building image {spec.name!r} failed: "
+                    f"{chunk['error'].strip()}\n--- last lines of the build ---\n"
+                    f"{tail}",
+                    image=spec.name,
+                    build_log="\n".join(log),
+                )
+        return log
+
+    def _self_test(self, spec: ImageSpec, tag: str) -> None:
+        """Run the image's own check; it fails the build when anything clashes."""
+        self.printer(f"  checking {spec.repository}: pip check, lock, imports")
+        try:
+            output = self.client.containers.run(
+                tag,
+                ["python", "-m", "zenml.images.selftest"],
+                remove=True,
+                network_mode="none",
+                stderr=True,
+            )
+        except docker.errors.ContainerError as exc:
+            stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
+            raise ImageBuildError(
+                f"image {spec.name!r} built but failed its self-test, so it was "
+                f"not tagged:\n{stderr.strip()}",
+                image=spec.name,
+                build_log=stderr,
+            ) from exc
+        for line in output.decode(errors="replace").splitlines():
+            self.printer(f"  {spec.name} | {line}")
+
+    def _labels(self, spec: ImageSpec) -> dict[str, str]:
+        lock = spec.lock_path.read_bytes() if spec.lock_path.is_file() else b""
+        return {
+            "org.opencontainers.image.title": spec.repository,
+            "org.opencontainers.image.version": zenml.__version__,
+            "org.opencontainers.image.revision": _git_revision(),
+            "org.opencontainers.image.created": datetime.now(UTC).isoformat(),
+            "org.opencontainers.image.source": "https://github.com/zenml-io/zenml",
+            f"{LABEL_PREFIX}.integration": spec.name,
+            f"{LABEL_PREFIX}.lock-sha256": hashlib.sha256(lock).hexdigest(),
+            f"{LABEL_PREFIX}.source-sha256": source_hash(),
+        }
+
+    def _tag_friendly(self, spec: ImageSpec, tag: str) -> None:
+        image = self.client.images.get(tag)
+        for friendly in spec.friendly_tags:
+            repository, _, label = friendly.rpartition(":")
+            image.tag(repository, label)
+
+    # Locks --------------------------------------------------------------
+
+    def lock(self, names: list[str]) -> list[Path]:
+        """Resolve and write the locks of `names` and their parents."""
+        written = []
+        for spec in with_ancestors(names or list(self.specs), self.specs):
+            parent_lock = (
+                self.specs[spec.parent].lock_path if spec.parent is not None else None
+            )
+            text = wheelhouse.resolve(spec, parent_lock)
+            spec.lock_path.write_text(text, encoding="utf-8")
+            self.printer(f"Locked {spec.name}: {len(wheelhouse.pins(spec.lock_path))} "
+                         f"packages in {spec.lock_path}")
+            written.append(spec.lock_path)
+        return written
+
+
+def _default_wheelhouse() -> Path:
+    root = source_root()
+    base = root if root is not None else Path.cwd()
+    return base / ".zenml" / "wheelhouse"
+
+
+def _git_revision() -> str:
+    root = source_root()
+    if root is None:
+        return "unknown"
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def image_summary(client: docker.DockerClient, tag: str) -> dict[str, Any]:
+    image = client.images.get(tag)
+    return {"tag": tag, "id": image.id, "size": image.attrs.get("Size", 0)}

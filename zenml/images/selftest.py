@@ -1,0 +1,176 @@
+"""The check every zenml image passes before it is tagged.
+
+Run inside the image: `python -m zenml.images.selftest`. It fails (exit 1) and
+says what clashed when:
+- `pip check` reports a broken requirement;
+- an installed version differs from the image's lock (a later layer upgraded
+  or downgraded something a lower layer installed);
+- a requirement that only an extra declares is not met (`pip check` ignores
+  extras, so a cap such as apache-beam[gcp]'s on google-cloud-aiplatform
+  would otherwise go unnoticed);
+- one of the integration's key modules does not import (a missing shared
+  library shows up here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LOCK_DIR = Path("/opt/zenml/locks")
+IMAGE_ENV = "ZENML_IMAGE"
+
+# What each integration image must be able to import.
+KEY_MODULES: dict[str, tuple[str, ...]] = {
+    "base": ("zenml", "apache_beam", "pandas", "pyarrow", "palmerpenguins"),
+    "gcp": ("google.cloud.aiplatform", "apache_beam.io.gcp.gcsio"),
+    "pytorch": ("torch",),
+    "cortex": ("onnxruntime", "fastapi", "uvicorn"),
+    "tensorflow": ("tensorflow",),
+}
+# Integration -> the zenml extra whose requirements (with their own extras) must hold.
+EXTRAS: dict[str, str] = {
+    "base": "beam",
+    "gcp": "gcp",
+    "pytorch": "pytorch",
+    "cortex": "cortex",
+    "tensorflow": "tensorflow",
+}
+_ALWAYS_ALLOWED = {"pip", "setuptools", "wheel", "zenml"}
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def installed() -> dict[str, str]:
+    return {
+        _canonical(dist.metadata["Name"]): dist.version
+        for dist in metadata.distributions()
+    }
+
+
+def lock_problems(lock: Path, found: dict[str, str], strict: bool) -> list[str]:
+    """Differences between what the lock pins and what is installed."""
+    problems = []
+    pinned: dict[str, str] = {}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "--")):
+            continue
+        name, _, version = line.split()[0].partition("==")
+        pinned[_canonical(name)] = version
+    for name, version in sorted(pinned.items()):
+        if name not in found:
+            problems.append(f"{name}=={version} is in the lock but not installed")
+        elif found[name] != version:
+            problems.append(
+                f"{name} is {found[name]}, but the lock pins {version}: a later "
+                "install changed a package a lower layer installed"
+            )
+    if strict:
+        for name in sorted(set(found) - set(pinned) - _ALWAYS_ALLOWED):
+            problems.append(f"{name}=={found[name]} is installed but not in the lock")
+    return problems
+
+
+def extra_problems(root: str, extras: set[str]) -> list[str]:
+    """Unmet requirements of `root[extras]`, following extras all the way down."""
+    from packaging.requirements import Requirement
+
+    problems: list[str] = []
+    seen: set[tuple[str, frozenset[str]]] = set()
+
+    def visit(name: str, wanted: set[str], asked_by: str) -> None:
+        key = (_canonical(name), frozenset(wanted))
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{name} is required by {asked_by} but not installed")
+            return
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            marker = requirement.marker
+            applies = marker is None or any(
+                marker.evaluate({"extra": extra}) for extra in (wanted or {""})
+            )
+            if not applies:
+                continue
+            owner = f"{dist.metadata['Name']}{_extras_text(wanted)}"
+            try:
+                version = metadata.version(requirement.name)
+            except metadata.PackageNotFoundError:
+                problems.append(
+                    f"{requirement} (asked for by {owner}) is not installed"
+                )
+                continue
+            if not requirement.specifier.contains(version, prereleases=True):
+                problems.append(
+                    f"{requirement.name} {version} is installed, but {owner} "
+                    f"requires {requirement}"
+                )
+            visit(requirement.name, set(requirement.extras), owner)
+
+    visit(root, extras, "the image")
+    return problems
+
+
+def _extras_text(extras: set[str]) -> str:
+    return f"[{','.join(sorted(extras))}]" if extras else ""
+
+
+def import_problems(modules: tuple[str, ...]) -> list[str]:
+    problems = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any import failure is a finding, not a crash
+            hint = ""
+            if "cannot open shared object file" in str(exc):
+                hint = (
+                    " (a system library is missing: install it in the image "
+                    "with apt-get, or use the package's headless variant)"
+                )
+            problems.append(f"import {module} failed: {exc}{hint}")
+    return problems
+
+
+def main() -> int:
+    image = os.environ.get(IMAGE_ENV, "base")
+    problems: list[str] = []
+
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True
+    )
+    if check.returncode != 0:
+        problems += [f"pip check: {line}" for line in check.stdout.splitlines()]
+
+    lock = LOCK_DIR / f"{image}.lock"
+    if lock.is_file():
+        problems += lock_problems(lock, installed(), strict=image in KEY_MODULES)
+
+    extra = EXTRAS.get(image)
+    problems += extra_problems("zenml", {extra} if extra else set())
+
+    modules = tuple(dict.fromkeys(KEY_MODULES["base"] + KEY_MODULES.get(image, ())))
+    problems += import_problems(modules)
+
+    if problems:
+        print(f"image {image!r} failed its self-test:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"self-test passed: {len(installed())} packages match the lock, "
+          f"imports ok ({', '.join(modules)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One package per integration: its Python code; its Dockerfile lives in images/."""
