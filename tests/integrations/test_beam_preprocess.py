@@ -285,7 +285,7 @@ def test_bind_map_binds_each_loop_value() -> None:
         late = p | "Late" >> beam.Create([1, 2, 3, 4, 5])
         for i in range(3):
             bound |= f"add{i}" >> beam.Map(bind_map(add, i))
-            late |= f"late_add{i}" >> beam.Map(lambda x: x + i)  # noqa: B023
+            late |= f"late_add{i}" >> beam.Map(lambda x: x + i)  # noqa: B023 (the trap)
 
         assert_that(bound, equal_to([4, 5, 6, 7, 8]), label="CheckBound")
         # The trap the helper avoids: every lambda adds the last value, 2.

@@ -24,8 +24,11 @@ from zenml.integrations.pytorch.trainer import (
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 CATEGORICAL = ["island", "sex"]
 LABEL = "species"
-# One thread: the tiny model trains several times faster than on two busy cores.
-FAST = {"epochs": 40, "num_threads": 1}
+
+
+def fit(df: pd.DataFrame, model_dir: Path, seed: int = 0) -> TrainingResult:
+    # One thread: the tiny model trains several times faster than on two busy cores.
+    return train(df, LABEL, model_dir, seed=seed, epochs=40, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def trained(
     splits: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
 ) -> TrainingResult:
     model_dir = tmp_path_factory.mktemp("model")
-    return train(splits["train"], LABEL, model_dir, seed=0, **FAST)
+    return fit(splits["train"], model_dir)
 
 
 def test_test_accuracy_is_high(
@@ -129,8 +132,8 @@ def test_training_is_reproducible_and_seeded(
     splits: dict[str, pd.DataFrame], trained: TrainingResult, tmp_path: Path
 ) -> None:
     rng_before = torch.get_rng_state()
-    again = train(splits["train"], LABEL, tmp_path / "again", seed=0, **FAST)
-    other = train(splits["train"], LABEL, tmp_path / "other", seed=1, **FAST)
+    again = fit(splits["train"], tmp_path / "again", seed=0)
+    other = fit(splits["train"], tmp_path / "other", seed=1)
 
     first = load_model(trained.model_dir, device="cpu")[0].state_dict()
     second = load_model(again.model_dir, device="cpu")[0].state_dict()
@@ -155,11 +158,11 @@ def test_train_rejects_unprepared_data(
     train_df = splits["train"]
 
     with pytest.raises(ValueError, match="'body_mass_g'.*missing values"):
-        train(train_df.assign(body_mass_g=np.nan), LABEL, tmp_path, **FAST)
+        fit(train_df.assign(body_mass_g=np.nan), tmp_path)
     with pytest.raises(ValueError, match="'island'.*not numeric"):
-        train(train_df.assign(island="Dream"), LABEL, tmp_path, **FAST)
+        fit(train_df.assign(island="Dream"), tmp_path)
     with pytest.raises(ValueError, match="'label'"):
-        train(train_df, "label", tmp_path, **FAST)
+        train(train_df, "label", tmp_path)
 
 
 def test_evaluate_rejects_unknown_labels(

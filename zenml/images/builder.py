@@ -25,6 +25,7 @@ import zenml
 from zenml.exceptions import ImageBuildError, ImageNotFoundError
 from zenml.images import wheelhouse
 from zenml.images.spec import (
+    DEFAULT_PARENT,
     ImageSpec,
     builtin_images,
     default_parent,
@@ -63,7 +64,7 @@ class ImageBuilder:
         printer: Printer = print,
     ) -> None:
         self.client = client
-        self.parent = parent or default_parent()
+        self.parent = parent or default_parent() or _recorded_parent(client)
         self.wheelhouse_dir = wheelhouse_dir
         self.printer = printer
         self.specs = builtin_images()
@@ -139,7 +140,6 @@ class ImageBuilder:
 
         build_args = {
             "ZENML_VERSION": zenml.__version__,
-            "ZENML_IMAGE": spec.name,
             **spec.build_args,
         }
         if spec.parent is None:
@@ -234,6 +234,7 @@ class ImageBuilder:
             f"{LABEL_PREFIX}.integration": spec.name,
             f"{LABEL_PREFIX}.lock-sha256": hashlib.sha256(lock).hexdigest(),
             f"{LABEL_PREFIX}.source-sha256": source_hash(),
+            f"{LABEL_PREFIX}.parent": self.parent if spec.parent is None else "",
         }
 
     def _tag_friendly(self, spec: ImageSpec, tag: str) -> None:
@@ -257,6 +258,15 @@ class ImageBuilder:
                          f"packages in {spec.lock_path}")
             written.append(spec.lock_path)
         return written
+
+
+def _recorded_parent(client: docker.DockerClient) -> str:
+    """The parent the current base image was built from, else the default."""
+    try:
+        labels = client.images.get(f"zenml/base:{zenml.__version__}").labels or {}
+    except docker.errors.ImageNotFound:
+        labels = {}
+    return labels.get(f"{LABEL_PREFIX}.parent") or DEFAULT_PARENT
 
 
 def _default_wheelhouse() -> Path:

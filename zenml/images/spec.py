@@ -112,8 +112,9 @@ def images_dir() -> Path:
     return root / "images"
 
 
-def default_parent() -> str:
-    return os.environ.get(PARENT_ENV, DEFAULT_PARENT)
+def default_parent() -> str | None:
+    """The parent named by the environment, if any."""
+    return os.environ.get(PARENT_ENV) or None
 
 
 # The built-in images, parents first. Each integration image is built FROM the

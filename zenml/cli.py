@@ -1,0 +1,312 @@
+"""The `zenml` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+import zenml
+from zenml.exceptions import RunFailedError, ZenMLError
+from zenml.repository import Repository
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn zenml's errors into one red line and a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RunFailedError as exc:
+            console.print(f"[bold red]Run failed:[/] {exc}")
+            console.print(f"Details: zenml runs show {exc.run_id}")
+            sys.exit(130 if exc.status == "cancelled" else 1)
+        except ZenMLError as exc:
+            console.print(f"[bold red]Error:[/] {exc}")
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(zenml.__version__, prog_name="zenml")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug messages.")
+def main(verbose: bool) -> None:
+    """zenml: ML pipelines whose steps run in the image of their integration."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+    )
+    for noisy in ("urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+@_friendly_errors
+def init(folder: Path) -> None:
+    """Create the local stores in FOLDER/.zenml (artifacts, SQLite metadata)."""
+    repo = Repository.init(folder)
+    out.print(f"zenml repository in {repo.config_dir}")
+    out.print(f"  artifact store: {repo.artifact_root}")
+    out.print(f"  metadata store: {repo.metadata_path}")
+
+
+# Pipelines ---------------------------------------------------------------
+
+
+@main.group()
+def pipeline() -> None:
+    """Run and compile pipelines."""
+
+
+def _load_spec(target: Path, name: str | None, params: tuple[str, ...]) -> Any:
+    from zenml.pipelines import load_pipeline
+    from zenml.spec import PipelineSpec
+
+    if target.suffix in (".yaml", ".yml"):
+        if params:
+            raise ZenMLError("--param works with a .py pipeline; edit the YAML instead")
+        return PipelineSpec.from_yaml(target), None
+    found = load_pipeline(target, name)
+    return found.compile(**_parse_params(params)), found
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+    parsed = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ZenMLError(f"--param {item!r} needs the form NAME=VALUE")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+@pipeline.command("run")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--orchestrator", "-o", type=click.Choice(["docker", "local"]),
+              help="docker (default): each step in its image; local: in this process.")
+@click.option("--name", help="Which pipeline, where the file defines several.")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A pipeline parameter (JSON or text); repeatable.")
+@click.option("--no-cache", is_flag=True, help="Run every step, reusing nothing.")
+@_friendly_errors
+def pipeline_run(target: Path, orchestrator: str | None, name: str | None,
+                 params: tuple[str, ...], no_cache: bool) -> None:
+    """Run a pipeline from a .py file or a compiled .yaml file."""
+    from zenml.runs import run_pipeline
+
+    repo = Repository.find_or_init()
+    spec, found = _load_spec(target, name, params)
+    started = time.monotonic()
+    result = run_pipeline(spec, orchestrator=orchestrator, repository=repo,
+                          enable_cache=not no_cache)
+    out.print()
+    out.print(f"[bold green]Run {result.run_id} completed[/] "
+              f"in {time.monotonic() - started:.0f}s")
+    if found is not None and found.on_success is not None:
+        found.on_success(result)
+    out.print(f"Artifacts: {repo.artifact_store.run_dir(spec.name, result.run_id)}")
+    out.print(f"Metadata:  {repo.metadata_path}  (zenml runs show {result.run_id})")
+
+
+@pipeline.command("compile")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="The YAML file to write.")
+@click.option("--name", help="Which pipeline, where the file defines several.")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
+@_friendly_errors
+def pipeline_compile(target: Path, output: Path, name: str | None,
+                     params: tuple[str, ...]) -> None:
+    """Write a pipeline's resolved configuration to YAML, to run it again later."""
+    spec, _ = _load_spec(target, name, params)
+    spec.to_yaml(output)
+    out.print(f"wrote {output}: {len(spec.steps)} steps; run it with "
+              f"`zenml pipeline run {output}`")
+
+
+# Runs --------------------------------------------------------------------
+
+
+@main.group()
+def runs() -> None:
+    """Inspect recorded runs."""
+
+
+def _repository() -> Repository:
+    repo = Repository.find()
+    if repo is None:
+        raise ZenMLError("no zenml repository here or above; run `zenml init` first")
+    from zenml.runs import recover_interrupted_runs
+
+    recover_interrupted_runs(repo)
+    return repo
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    return f"{end - start:.1f}s" if start and end else "-"
+
+
+@runs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.option("--limit", default=20, show_default=True)
+@_friendly_errors
+def runs_list(as_json: bool, limit: int) -> None:
+    """The latest runs, newest first."""
+    rows = _repository().metadata.runs(limit=limit)
+    for row in rows:
+        row.pop("spec", None)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("run", "pipeline", "status", "started", "duration")
+    for row in rows:
+        table.add_row(row["id"], row["pipeline"], _status(row["status"]),
+                      _when(row["started"]), _duration(row["started"], row["ended"]))
+    out.print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@_friendly_errors
+def runs_show(run_id: str, as_json: bool) -> None:
+    """A run's steps: status, image (tag and digest), duration, exit code, artifacts."""
+    run = _repository().metadata.run(run_id)
+    run.pop("spec", None)
+    if as_json:
+        click.echo(json.dumps(run, indent=1))
+        return
+    out.print(f"Run [bold]{run['id']}[/] of pipeline {run['pipeline']}: "
+              f"{_status(run['status'])} ({run['orchestrator']}, "
+              f"{_duration(run['started'], run['ended'])})")
+    if run["error"]:
+        out.print(f"  {run['error']}")
+    table = Table("step", "status", "image", "digest", "duration", "exit", "artifacts")
+    for step in run["steps"]:
+        table.add_row(
+            step["name"], _status(step["status"]), step["image"] or "-",
+            (step["image_id"] or "-")[:19], _duration(step["started"], step["ended"]),
+            "-" if step["exit_code"] is None else str(step["exit_code"]),
+            "\n".join(f"{a['name']}: {a['uri']}" for a in step["artifacts"]) or "-",
+        )
+    out.print(table)
+
+
+@runs.command("logs")
+@click.argument("run_id")
+@click.argument("step", required=False)
+@_friendly_errors
+def runs_logs(run_id: str, step: str | None) -> None:
+    """What a run's steps printed, step by step."""
+    repo = _repository()
+    run = repo.metadata.run(run_id)
+    names = [s["name"] for s in run["steps"]]
+    if step is not None and step not in names:
+        raise ZenMLError(f"run {run['id']} has no step {step!r}; it has {names}")
+    for name in [step] if step else names:
+        log = repo.artifact_store.step_dir(run["pipeline"], run["id"], name) / "logs.txt"
+        if log.is_file():
+            for line in log.read_text(encoding="utf-8").splitlines():
+                click.echo(f"[{name}] {line}")
+
+
+def _status(status: str) -> str:
+    colour = {"completed": "green", "cached": "green", "failed": "red",
+              "cancelled": "yellow", "interrupted": "yellow"}.get(status, "white")
+    return f"[{colour}]{status}[/]"
+
+
+# Images ------------------------------------------------------------------
+
+
+@main.group()
+def image() -> None:
+    """Build and inspect zenml's images."""
+
+
+def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
+    from zenml.images.builder import ImageBuilder
+    from zenml.orchestrators.docker import connect
+
+    return ImageBuilder(connect(), parent=parent, wheelhouse_dir=wheelhouse,
+                        printer=lambda line: console.print(line, markup=False,
+                                                           highlight=False))
+
+
+@image.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
+@click.option("--parent", help="Parent of the base image [env ZENML_PARENT_IMAGE; "
+              "default python:3.11-slim].")
+@click.option("--wheelhouse", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of wheels to install from (filled on the host).")
+@_friendly_errors
+def image_build(names: tuple[str, ...], force: bool, parent: str | None,
+                wheelhouse: Path | None) -> None:
+    """Build NAMES (default: all) and their parents, where anything changed."""
+    started = time.monotonic()
+    results = _builder(parent, wheelhouse).build(list(names), force=force)
+    for result in results:
+        verb = "built" if result.built else "up to date"
+        out.print(f"{result.name:<8} {verb:<10} {result.tag}  {result.image_id[:19]}")
+    out.print(f"{len(results)} images in {time.monotonic() - started:.2f}s")
+
+
+@image.command("lock")
+@click.argument("names", nargs=-1)
+@_friendly_errors
+def image_lock(names: tuple[str, ...]) -> None:
+    """Resolve NAMES (default: all) with their parents and write their locks."""
+    _builder(None, None).lock(list(names))
+
+
+@image.command("about")
+def image_about() -> None:
+    """What this image holds (the default command of every zenml image)."""
+    from zenml.images.about import describe
+
+    click.echo(describe())
+
+
+@image.command("parent")
+@click.option("--tag", default="zenml/python:3.11-bookworm", show_default=True)
+@click.option("--suite", default="bookworm", show_default=True)
+@_friendly_errors
+def image_parent(tag: str, suite: str) -> None:
+    """Make a Python 3.11 parent image with debootstrap, without any registry."""
+    from zenml.images.parent import make_parent
+    from zenml.orchestrators.docker import connect
+
+    make_parent(connect(), tag=tag, suite=suite,
+                printer=lambda line: console.print(line, markup=False))
+    out.print(f"parent image {tag} ready; build with "
+              f"`zenml image build --parent {tag}`")
+
+
+if __name__ == "__main__":
+    main()

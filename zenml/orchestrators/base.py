@@ -1,0 +1,64 @@
+"""What every orchestrator does: run one step and say truly how it ended."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zenml.spec import PipelineSpec, StepSpec
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an orchestrator knows of the run a step belongs to."""
+
+    run_id: str
+    spec: PipelineSpec
+    artifact_root: Path
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class StepLaunch:
+    """One attempt at one step."""
+
+    step: StepSpec
+    task_file: Path
+    log_file: Path
+    environment: dict[str, str]
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step ended, as read from where it ran."""
+
+    status: str
+    exit_code: int | None = None
+    reason: str = ""
+    image: str | None = None
+    image_id: str | None = None
+    container: str | None = None
+    last_lines: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Orchestrator(abc.ABC):
+    """Runs steps somewhere; the run's scheduling and records are not its job."""
+
+    name: str = "orchestrator"
+
+    def prepare(self, context: RunContext) -> None:
+        """Check, before any step starts, that every step can run here."""
+
+    @abc.abstractmethod
+    def run_step(self, context: RunContext, launch: StepLaunch) -> StepOutcome:
+        """Run one step to its end and report the outcome; never raise for a
+        failure of the step itself."""
+
+    def cancel(self, context: RunContext) -> None:
+        """Stop whatever the run still has running; called from another thread."""
+
+    def image_for(self, step: StepSpec) -> str | None:
+        """The image a step would run in, for records; None if not an image."""
+        return None

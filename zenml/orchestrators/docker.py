@@ -1,0 +1,279 @@
+"""The local Docker orchestrator: each step in a new container of its image.
+
+A step's container gets the artifact store and the pipeline's code mounted at
+the same paths as on the host, runs `python -m zenml.entrypoint TASK.json` as
+the host user (so artifacts belong to whoever ran the pipeline), and is removed
+once its outcome has been read from Docker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest, Mount
+
+from zenml.exceptions import DockerUnavailableError, ZenMLError
+from zenml.images import catalogue
+from zenml.metadata import CANCELLED, COMPLETED, FAILED
+from zenml.orchestrators.base import (
+    Orchestrator,
+    RunContext,
+    StepLaunch,
+    StepOutcome,
+)
+from zenml.spec import StepSpec
+
+logger = logging.getLogger(__name__)
+
+RUN_LABEL = "org.zenml.run"
+STEP_LABEL = "org.zenml.step"
+PIPELINE_LABEL = "org.zenml.pipeline"
+LAST_LINES = 20
+LinePrinter = Callable[[str, str], None]
+
+
+def connect() -> docker.DockerClient:
+    """A client for the local daemon, or an error that says how to get one."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise DockerUnavailableError(
+            "no Docker daemon answers (" + str(exc).split("\n")[0] + "). Start "
+            "one (`sudo dockerd &`, or start Docker Desktop), or run the "
+            "pipeline in this process with `--orchestrator local`"
+        ) from exc
+    return client
+
+
+def container_name(run_id: str, step: str, attempt: int) -> str:
+    """A name Docker accepts, unique per run, step and attempt."""
+    cleaned = re.sub(r"[^a-zA-Z0-9_.-]+", "-", step).strip("-.") or "step"
+    return f"zenml-{run_id}-{cleaned[:60]}-{attempt}"
+
+
+class DockerOrchestrator(Orchestrator):
+    """Runs every step in a container on the local Docker daemon."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        printer: LinePrinter | None = None,
+        stop_grace_period: float = 10.0,
+    ) -> None:
+        self.client = client or connect()
+        self.printer = printer or _print_line
+        self.stop_grace_period = stop_grace_period
+        self._images: dict[str, catalogue.ResolvedImage] = {}
+
+    def prepare(self, context: RunContext) -> None:
+        for step in context.spec.steps:
+            self._images[step.name] = catalogue.resolve(self.client, step)
+            _check_gpus(self.client, step)
+
+    def image_for(self, step: StepSpec) -> str | None:
+        return catalogue.image_reference(step)
+
+    def run_step(self, context: RunContext, launch: StepLaunch) -> StepOutcome:
+        step = launch.step
+        image = self._images.get(step.name) or catalogue.resolve(self.client, step)
+        name = container_name(context.run_id, step.name, launch.attempt)
+        code_root = context.spec.code_root
+
+        try:
+            container = self.client.containers.create(
+                image.reference,
+                command=["python", "-m", "zenml.entrypoint", str(launch.task_file)],
+                name=name,
+                labels={
+                    RUN_LABEL: context.run_id,
+                    STEP_LABEL: step.name,
+                    PIPELINE_LABEL: context.spec.name,
+                },
+                mounts=[
+                    Mount(str(context.artifact_root), str(context.artifact_root),
+                          type="bind"),
+                    Mount(code_root, code_root, type="bind", read_only=True),
+                ],
+                working_dir=code_root,
+                user=f"{os.getuid()}:{os.getgid()}",
+                environment={"HOME": "/tmp", **launch.environment},
+                detach=True,
+                **_resources(step),
+            )
+        except docker.errors.APIError as exc:
+            return StepOutcome(
+                status=FAILED,
+                reason=f"Docker could not create the container: {exc.explanation}",
+                image=image.reference,
+                image_id=image.image_id,
+                container=name,
+            )
+
+        last_lines: deque[str] = deque(maxlen=LAST_LINES)
+        try:
+            container.start()
+            streamer = threading.Thread(
+                target=self._stream_logs,
+                args=(container, step.name, launch.log_file, last_lines),
+                daemon=True,
+            )
+            streamer.start()
+
+            timed_out = False
+            try:
+                container.wait(timeout=step.timeout)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                # Over a unix socket docker-py may report the timeout either way.
+                timed_out = True
+                container.stop(timeout=int(self.stop_grace_period))
+                container.wait()
+            streamer.join(timeout=30)
+
+            container.reload()
+            state: dict[str, Any] = container.attrs["State"]
+            return _outcome(state, timed_out, step, image, name, tuple(last_lines))
+        except docker.errors.NotFound:
+            return StepOutcome(
+                status=CANCELLED,
+                reason="the container was removed while the step ran",
+                image=image.reference,
+                image_id=image.image_id,
+                container=name,
+                last_lines=tuple(last_lines),
+            )
+        finally:
+            _remove(container)
+
+    def _stream_logs(
+        self,
+        container: Any,
+        step: str,
+        log_file: Path,
+        last_lines: deque[str],
+    ) -> None:
+        """Copy every line the container writes to the terminal and the log file."""
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        pending = b""
+        with open(log_file, "a", encoding="utf-8") as log:
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._emit(step, raw, log, last_lines)
+            if pending:
+                self._emit(step, pending, log, last_lines)
+
+    def _emit(self, step: str, raw: bytes, log: Any, last_lines: deque[str]) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        last_lines.append(line)
+        log.write(line + "\n")
+        log.flush()
+        self.printer(step, line)
+
+    def cancel(self, context: RunContext) -> None:
+        for container in self.run_containers(context.run_id):
+            try:
+                container.stop(timeout=int(self.stop_grace_period))
+            except docker.errors.APIError:
+                pass
+
+    def run_containers(self, run_id: str) -> list[Any]:
+        return list(
+            self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+        )
+
+    def remove_run_containers(self, run_id: str) -> int:
+        containers = self.run_containers(run_id)
+        for container in containers:
+            _remove(container)
+        return len(containers)
+
+
+def _outcome(
+    state: dict[str, Any],
+    timed_out: bool,
+    step: StepSpec,
+    image: catalogue.ResolvedImage,
+    name: str,
+    last_lines: tuple[str, ...],
+) -> StepOutcome:
+    exit_code = int(state.get("ExitCode", -1))
+    if timed_out:
+        status, reason = FAILED, f"timed out after {step.timeout:g}s and was stopped"
+    elif state.get("OOMKilled"):
+        status, reason = FAILED, (
+            "killed for running out of memory; raise the step's memory "
+            "resource or lower its use"
+        )
+    elif exit_code == 0:
+        status, reason = COMPLETED, ""
+    elif exit_code > 128:
+        status, reason = FAILED, f"killed by signal {exit_code - 128}"
+    else:
+        status, reason = FAILED, f"exited with code {exit_code}"
+    if state.get("Error"):
+        reason = f"{reason}; Docker: {state['Error']}"
+    return StepOutcome(
+        status=status,
+        exit_code=exit_code,
+        reason=reason,
+        image=image.reference,
+        image_id=image.image_id,
+        container=name,
+        last_lines=last_lines,
+    )
+
+
+def _resources(step: StepSpec) -> dict[str, Any]:
+    resources = step.resources
+    options: dict[str, Any] = {}
+    if resources.cpu:
+        options["nano_cpus"] = int(resources.cpu * 1e9)
+    if resources.memory:
+        options["mem_limit"] = resources.memory
+    if resources.shm_size:
+        options["shm_size"] = resources.shm_size
+    if resources.gpus:
+        options["device_requests"] = [
+            DeviceRequest(count=resources.gpus, capabilities=[["gpu"]])
+        ]
+    return options
+
+
+def _check_gpus(client: docker.DockerClient, step: StepSpec) -> None:
+    if not step.resources.gpus:
+        return
+    runtimes = client.info().get("Runtimes", {})
+    if "nvidia" not in runtimes:
+        raise ZenMLError(
+            f"step {step.name!r} asks for {step.resources.gpus} GPU(s), but this "
+            "Docker daemon has no GPU runtime; install the NVIDIA container "
+            "toolkit, or remove the step's gpus resource to run on the CPU"
+        )
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        logger.warning("could not remove container %s: %s", container.name, exc)
+
+
+def _print_line(step: str, line: str) -> None:
+    print(f"[{step}] {line}", flush=True)
