@@ -255,7 +255,8 @@ def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
 
     return ImageBuilder(connect(), parent=parent, wheelhouse_dir=wheelhouse,
                         printer=lambda line: console.print(line, markup=False,
-                                                           highlight=False))
+                                                           highlight=False,
+                                                           soft_wrap=True))
 
 
 @image.command("build")
@@ -303,7 +304,7 @@ def image_parent(tag: str, suite: str) -> None:
     from zenml.orchestrators.docker import connect
 
     make_parent(connect(), tag=tag, suite=suite,
-                printer=lambda line: console.print(line, markup=False))
+                printer=lambda line: console.print(line, markup=False, soft_wrap=True))
     out.print(f"parent image {tag} ready; build with "
               f"`zenml image build --parent {tag}`")
 

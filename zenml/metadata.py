@@ -85,8 +85,14 @@ class MetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        schema = sqlite3.connect(path, timeout=60)
+        try:
+            schema.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use metadata store {path}: {exc}") from exc
+        finally:
+            schema.close()
         with self._connect() as db:
-            db.executescript(_SCHEMA)
             found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if found is None:
                 db.execute(

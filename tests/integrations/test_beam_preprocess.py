@@ -270,6 +270,9 @@ def test_preprocess_rejects_bad_arguments(
         preprocess(splits, NUMERIC, [], work_dir=str(tmp_path), train_split="training")
     with pytest.raises(ValueError, match="more than one role"):
         preprocess(splits, NUMERIC, ["sex"], ["sex"], work_dir=str(tmp_path))
+    text = {**splits, "eval": splits["eval"].assign(body_mass_g="heavy")}
+    with pytest.raises(ValueError, match="'eval'.*'body_mass_g'.*non-numeric"):
+        preprocess(text, NUMERIC, [], work_dir=str(tmp_path))
     empty = {"train": splits["train"].assign(body_mass_g=np.nan)}
     with pytest.raises(ValueError, match="'body_mass_g' has no values"):
         preprocess(empty, NUMERIC, [], work_dir=str(tmp_path))

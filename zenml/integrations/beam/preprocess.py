@@ -309,6 +309,13 @@ def _check_arguments(
         absent = [c for c in columns if c not in df.columns]
         if absent:
             raise ValueError(f"Split {name!r} lacks columns {absent}.")
+        # Caught here, a bad value names its split; in a worker it would not.
+        for column in numeric_columns:
+            if not pd.api.types.is_numeric_dtype(df[column].dtype):
+                try:
+                    _as_float(df[column])
+                except ValueError as error:
+                    raise ValueError(f"Split {name!r}: {error}") from error
 
     train = splits[train_split]
     for column in numeric_columns:
