@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
+from rich.table import Column, Table
 
 import zenml
 from zenml.exceptions import RunFailedError, ZenMLError
@@ -183,7 +183,10 @@ def runs_list(as_json: bool, limit: int) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    table = Table("run", "pipeline", "status", "started", "duration")
+    # The id is what `runs show` takes, so a narrow terminal must not shorten it.
+    run_column = Column("run", no_wrap=True,
+                        min_width=max((len(row["id"]) for row in rows), default=3))
+    table = Table(run_column, "pipeline", "status", "started", "duration")
     for row in rows:
         table.add_row(row["id"], row["pipeline"], _status(row["status"]),
                       _when(row["started"]), _duration(row["started"], row["ended"]))

@@ -245,9 +245,11 @@ class MetadataStore:
 
     @staticmethod
     def _by_prefix(db: sqlite3.Connection, prefix: str) -> sqlite3.Row:
+        # Compared as text, not with LIKE, whose `_` and `%` match any character.
         rows = db.execute(
-            "SELECT * FROM runs WHERE id LIKE ? ORDER BY started DESC LIMIT 2",
-            (prefix.replace("%", "") + "%",),
+            "SELECT * FROM runs WHERE substr(id, 1, ?) = ? AND ? != '' "
+            "ORDER BY started DESC LIMIT 2",
+            (len(prefix), prefix, prefix),
         ).fetchall()
         if len(rows) == 1:
             return rows[0]

@@ -139,6 +139,8 @@ class PipelineSpec(BaseModel):
         data = self.model_dump(mode="json")
         base = path.resolve().parent
         data["code_root"] = _relative(Path(self.code_root), base)
+        for step in data["steps"]:
+            step["source"] = _relative_source(step["source"], base)
         data["steps"] = [_compact(step) for step in data["steps"]]
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
@@ -158,9 +160,13 @@ class PipelineSpec(BaseModel):
                 f"{path} does not describe a pipeline: it needs `name`, "
                 "`code_root` and `steps`"
             )
+        base = path.resolve().parent
         root = Path(str(data.get("code_root", ".")))
         if not root.is_absolute():
-            data["code_root"] = str((path.resolve().parent / root).resolve())
+            data["code_root"] = str((base / root).resolve())
+        for step in data["steps"] if isinstance(data["steps"], list) else []:
+            if isinstance(step, dict) and isinstance(step.get("source"), str):
+                step["source"] = _absolute_source(step["source"], base)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -174,6 +180,20 @@ def _relative(target: Path, base: Path) -> str:
         return str(target.resolve().relative_to(base))
     except ValueError:
         return str(target.resolve())
+
+
+def _relative_source(source: str, base: Path) -> str:
+    location, _, attribute = source.rpartition(":")
+    if not location.endswith(".py"):
+        return source
+    return f"{_relative(Path(location), base)}:{attribute}"
+
+
+def _absolute_source(source: str, base: Path) -> str:
+    location, _, attribute = source.rpartition(":")
+    if not location.endswith(".py") or Path(location).is_absolute():
+        return source
+    return f"{(base / location).resolve()}:{attribute}"
 
 
 def _compact(step: dict[str, Any]) -> dict[str, Any]:

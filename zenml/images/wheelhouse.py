@@ -48,7 +48,9 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
     if spec.requirements_path.is_file():
         command += ["-r", str(spec.requirements_path)]
     if parent_lock is not None:
-        command += ["-c", str(parent_lock)]
+        # The parent's exact pins are requirements of the child too: what a
+        # lower layer installed is part of the image and may not move.
+        command += ["-r", str(parent_lock)]
     logger.debug("resolving %s: %s", spec.name, command)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import traceback
 from collections import deque
 
@@ -17,6 +18,9 @@ from zenml.metadata import COMPLETED, FAILED
 from zenml.orchestrators.base import Orchestrator, RunContext, StepLaunch, StepOutcome
 
 LAST_LINES = 20
+# Steps change os.environ, sys.stdout and sys.stderr, which the whole process
+# shares, so only one step runs at a time even when the scheduler starts several.
+_ONE_STEP_AT_A_TIME = threading.Lock()
 
 
 class LocalOrchestrator(Orchestrator):
@@ -25,11 +29,18 @@ class LocalOrchestrator(Orchestrator):
     name = "local"
 
     def run_step(self, context: RunContext, launch: StepLaunch) -> StepOutcome:
+        with _ONE_STEP_AT_A_TIME:
+            return self._run_step(launch)
+
+    def _run_step(self, launch: StepLaunch) -> StepOutcome:
         previous = dict(os.environ)
         os.environ.update(launch.environment)
         captured = io.StringIO()
         try:
-            with contextlib.redirect_stderr(_Tee(captured, "stderr")):
+            with (
+                contextlib.redirect_stdout(_Tee(captured, "stdout")),
+                contextlib.redirect_stderr(_Tee(captured, "stderr")),
+            ):
                 run_task(Task.read(launch.task_file))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -37,7 +48,7 @@ class LocalOrchestrator(Orchestrator):
                 return StepOutcome(status=COMPLETED, exit_code=0)
             return self._failed(captured, code, f"exited with code {code}")
         except Exception as exc:
-            traceback.print_exc()
+            traceback.print_exc(file=_Tee(captured, "stderr"))
             return self._failed(captured, 1, f"raised {type(exc).__name__}: {exc}")
         finally:
             os.environ.clear()

@@ -1,0 +1,87 @@
+"""zenml's images on the real daemon: layering, defaults, and no needless builds."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from zenml.images.builder import ImageBuilder
+
+pytestmark = pytest.mark.usefixtures("images")
+
+
+def _layers(client: docker.DockerClient, tag: str) -> list[str]:
+    return list(client.images.get(tag).attrs["RootFS"]["Layers"])
+
+
+@pytest.mark.parametrize("name", ["gcp", "pytorch", "cortex"])
+def test_integration_images_are_built_on_the_base_layers(
+    docker_client: docker.DockerClient, images: dict[str, str], name: str
+) -> None:
+    base = _layers(docker_client, images["base"])
+    child = _layers(docker_client, images[name])
+
+    assert child[: len(base)] == base
+    assert len(child) > len(base)
+
+
+def test_friendly_tags_point_at_the_content_tagged_image(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    import zenml
+
+    for name, tag in images.items():
+        current = docker_client.images.get(tag).id
+        assert docker_client.images.get(f"zenml/{name}:{zenml.__version__}").id == current
+        assert docker_client.images.get(f"zenml/{name}:latest").id == current
+
+
+def test_running_an_image_without_arguments_describes_it(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    output = docker_client.containers.run(images["pytorch"], remove=True).decode()
+
+    assert "zenml/pytorch: zenml 0.1.0 on Python 3.11" in output
+    assert "torch" in output and "2.13.0+cpu" in output
+    assert "training: PyTorch" in output
+
+
+def test_a_second_build_builds_nothing(docker_client: docker.DockerClient) -> None:
+    results = ImageBuilder(docker_client, printer=lambda line: None).build([])
+
+    assert [r.name for r in results] == ["base", "gcp", "pytorch", "cortex"]
+    assert not any(r.built for r in results)
+
+
+def test_the_cpu_pytorch_image_holds_no_nvidia_packages(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    listing = docker_client.containers.run(
+        images["pytorch"], ["pip", "list", "--format=freeze"], remove=True
+    ).decode()
+
+    assert "torch==2.13.0+cpu" in listing
+    assert "nvidia" not in listing.lower()
+
+
+def test_images_run_as_a_non_root_user_with_a_utf8_locale(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    output = docker_client.containers.run(
+        images["base"],
+        ["python", "-c", "import locale, os; print(os.getuid(), locale.getpreferredencoding())"],
+        remove=True,
+    ).decode().split()
+
+    assert output[0] != "0"
+    assert output[1] == "UTF-8"
+
+
+def test_the_self_test_passes_in_every_image(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    for tag in images.values():
+        output = docker_client.containers.run(
+            tag, ["python", "-m", "zenml.images.selftest"], remove=True, network_mode="none"
+        ).decode()
+        assert "self-test passed" in output
