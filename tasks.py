@@ -1,4 +1,4 @@
-"""Developer tasks (invoke): `invoke images`, `invoke lock`, `invoke parent`, `invoke test`."""
+"""Developer tasks, run with invoke: images, lock, parent, test."""
 
 from __future__ import annotations
 

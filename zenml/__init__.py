@@ -1,4 +1,4 @@
-"""zenml: machine-learning pipelines whose steps run in the image of their integration."""
+"""zenml: ML pipelines whose steps run in the image of their integration."""
 
 from zenml.pipelines import Pipeline, pipeline
 from zenml.steps import Step, step

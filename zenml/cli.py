@@ -103,26 +103,44 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
 
 @pipeline.command("run")
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--orchestrator", "-o", type=click.Choice(["docker", "local"]),
-              help="docker (default): each step in its image; local: in this process.")
+@click.option(
+    "--orchestrator",
+    "-o",
+    type=click.Choice(["docker", "local"]),
+    help="docker (default): each step in its image; local: in this process.",
+)
 @click.option("--name", help="Which pipeline, where the file defines several.")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
-              help="A pipeline parameter (JSON or text); repeatable.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline parameter (JSON or text); repeatable.",
+)
 @click.option("--no-cache", is_flag=True, help="Run every step, reusing nothing.")
 @_friendly_errors
-def pipeline_run(target: Path, orchestrator: str | None, name: str | None,
-                 params: tuple[str, ...], no_cache: bool) -> None:
+def pipeline_run(
+    target: Path,
+    orchestrator: str | None,
+    name: str | None,
+    params: tuple[str, ...],
+    no_cache: bool,
+) -> None:
     """Run a pipeline from a .py file or a compiled .yaml file."""
     from zenml.runs import run_pipeline
 
     repo = Repository.find_or_init()
     spec, found = _load_spec(target, name, params)
     started = time.monotonic()
-    result = run_pipeline(spec, orchestrator=orchestrator, repository=repo,
-                          enable_cache=not no_cache)
+    result = run_pipeline(
+        spec, orchestrator=orchestrator, repository=repo, enable_cache=not no_cache
+    )
     out.print()
-    out.print(f"[bold green]Run {result.run_id} completed[/] "
-              f"in {time.monotonic() - started:.0f}s")
+    out.print(
+        f"[bold green]Run {result.run_id} completed[/] "
+        f"in {time.monotonic() - started:.0f}s"
+    )
     if found is not None and found.on_success is not None:
         found.on_success(result)
     out.print(f"Artifacts: {repo.artifact_store.run_dir(spec.name, result.run_id)}")
@@ -131,18 +149,26 @@ def pipeline_run(target: Path, orchestrator: str | None, name: str | None,
 
 @pipeline.command("compile")
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="The YAML file to write.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The YAML file to write.",
+)
 @click.option("--name", help="Which pipeline, where the file defines several.")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
 @_friendly_errors
-def pipeline_compile(target: Path, output: Path, name: str | None,
-                     params: tuple[str, ...]) -> None:
+def pipeline_compile(
+    target: Path, output: Path, name: str | None, params: tuple[str, ...]
+) -> None:
     """Write a pipeline's resolved configuration to YAML, to run it again later."""
     spec, _ = _load_spec(target, name, params)
     spec.to_yaml(output)
-    out.print(f"wrote {output}: {len(spec.steps)} steps; run it with "
-              f"`zenml pipeline run {output}`")
+    out.print(
+        f"wrote {output}: {len(spec.steps)} steps; run it with "
+        f"`zenml pipeline run {output}`"
+    )
 
 
 # Runs --------------------------------------------------------------------
@@ -164,7 +190,11 @@ def _repository() -> Repository:
 
 
 def _when(timestamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+        if timestamp
+        else "-"
+    )
 
 
 def _duration(start: float | None, end: float | None) -> str:
@@ -184,12 +214,18 @@ def runs_list(as_json: bool, limit: int) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     # The id is what `runs show` takes, so a narrow terminal must not shorten it.
-    run_column = Column("run", no_wrap=True,
-                        min_width=max((len(row["id"]) for row in rows), default=3))
+    run_column = Column(
+        "run", no_wrap=True, min_width=max((len(row["id"]) for row in rows), default=3)
+    )
     table = Table(run_column, "pipeline", "status", "started", "duration")
     for row in rows:
-        table.add_row(row["id"], row["pipeline"], _status(row["status"]),
-                      _when(row["started"]), _duration(row["started"], row["ended"]))
+        table.add_row(
+            row["id"],
+            row["pipeline"],
+            _status(row["status"]),
+            _when(row["started"]),
+            _duration(row["started"], row["ended"]),
+        )
     out.print(table)
 
 
@@ -204,16 +240,21 @@ def runs_show(run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(run, indent=1))
         return
-    out.print(f"Run [bold]{run['id']}[/] of pipeline {run['pipeline']}: "
-              f"{_status(run['status'])} ({run['orchestrator']}, "
-              f"{_duration(run['started'], run['ended'])})")
+    out.print(
+        f"Run [bold]{run['id']}[/] of pipeline {run['pipeline']}: "
+        f"{_status(run['status'])} ({run['orchestrator']}, "
+        f"{_duration(run['started'], run['ended'])})"
+    )
     if run["error"]:
         out.print(f"  {run['error']}")
     table = Table("step", "status", "image", "digest", "duration", "exit", "artifacts")
     for step in run["steps"]:
         table.add_row(
-            step["name"], _status(step["status"]), step["image"] or "-",
-            (step["image_id"] or "-")[:19], _duration(step["started"], step["ended"]),
+            step["name"],
+            _status(step["status"]),
+            step["image"] or "-",
+            (step["image_id"] or "-")[:19],
+            _duration(step["started"], step["ended"]),
             "-" if step["exit_code"] is None else str(step["exit_code"]),
             "\n".join(f"{a['name']}: {a['uri']}" for a in step["artifacts"]) or "-",
         )
@@ -232,15 +273,22 @@ def runs_logs(run_id: str, step: str | None) -> None:
     if step is not None and step not in names:
         raise ZenMLError(f"run {run['id']} has no step {step!r}; it has {names}")
     for name in [step] if step else names:
-        log = repo.artifact_store.step_dir(run["pipeline"], run["id"], name) / "logs.txt"
+        log = (
+            repo.artifact_store.step_dir(run["pipeline"], run["id"], name) / "logs.txt"
+        )
         if log.is_file():
             for line in log.read_text(encoding="utf-8").splitlines():
                 click.echo(f"[{name}] {line}")
 
 
 def _status(status: str) -> str:
-    colour = {"completed": "green", "cached": "green", "failed": "red",
-              "cancelled": "yellow", "interrupted": "yellow"}.get(status, "white")
+    colour = {
+        "completed": "green",
+        "cached": "green",
+        "failed": "red",
+        "cancelled": "yellow",
+        "interrupted": "yellow",
+    }.get(status, "white")
     return f"[{colour}]{status}[/]"
 
 
@@ -256,22 +304,32 @@ def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
     from zenml.images.builder import ImageBuilder
     from zenml.orchestrators.docker import connect
 
-    return ImageBuilder(connect(), parent=parent, wheelhouse_dir=wheelhouse,
-                        printer=lambda line: console.print(line, markup=False,
-                                                           highlight=False,
-                                                           soft_wrap=True))
+    return ImageBuilder(
+        connect(),
+        parent=parent,
+        wheelhouse_dir=wheelhouse,
+        printer=lambda line: console.print(
+            line, markup=False, highlight=False, soft_wrap=True
+        ),
+    )
 
 
 @image.command("build")
 @click.argument("names", nargs=-1)
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
-@click.option("--parent", help="Parent of the base image [env ZENML_PARENT_IMAGE; "
-              "default python:3.11-slim].")
-@click.option("--wheelhouse", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of wheels to install from (filled on the host).")
+@click.option(
+    "--parent",
+    help="Parent of the base image [env ZENML_PARENT_IMAGE; default python:3.11-slim].",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of wheels to install from (filled on the host).",
+)
 @_friendly_errors
-def image_build(names: tuple[str, ...], force: bool, parent: str | None,
-                wheelhouse: Path | None) -> None:
+def image_build(
+    names: tuple[str, ...], force: bool, parent: str | None, wheelhouse: Path | None
+) -> None:
     """Build NAMES (default: all) and their parents, where anything changed."""
     started = time.monotonic()
     results = _builder(parent, wheelhouse).build(list(names), force=force)
@@ -306,10 +364,15 @@ def image_parent(tag: str, suite: str) -> None:
     from zenml.images.parent import make_parent
     from zenml.orchestrators.docker import connect
 
-    make_parent(connect(), tag=tag, suite=suite,
-                printer=lambda line: console.print(line, markup=False, soft_wrap=True))
-    out.print(f"parent image {tag} ready; build with "
-              f"`zenml image build --parent {tag}`")
+    make_parent(
+        connect(),
+        tag=tag,
+        suite=suite,
+        printer=lambda line: console.print(line, markup=False, soft_wrap=True),
+    )
+    out.print(
+        f"parent image {tag} ready; build with `zenml image build --parent {tag}`"
+    )
 
 
 if __name__ == "__main__":

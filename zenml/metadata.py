@@ -139,21 +139,32 @@ class MetadataStore:
         """Record a new run and all its steps as pending, in one transaction."""
         now = time.time()
         with self._connect() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO pipelines VALUES (?, ?)", (pipeline, now)
-            )
+            db.execute("INSERT OR IGNORE INTO pipelines VALUES (?, ?)", (pipeline, now))
             db.execute(
                 "INSERT INTO runs (id, pipeline, status, orchestrator, spec, started,"
                 " launcher_pid, launcher_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, pipeline, RUNNING, orchestrator, spec, now, launcher_pid,
-                 launcher_host),
+                (
+                    run_id,
+                    pipeline,
+                    RUNNING,
+                    orchestrator,
+                    spec,
+                    now,
+                    launcher_pid,
+                    launcher_host,
+                ),
             )
             db.executemany(
                 "INSERT INTO steps (run_id, name, status, integration, parameters)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (run_id, s["name"], PENDING, s["integration"],
-                     json.dumps(s["parameters"], sort_keys=True))
+                    (
+                        run_id,
+                        s["name"],
+                        PENDING,
+                        s["integration"],
+                        json.dumps(s["parameters"], sort_keys=True),
+                    )
                     for s in steps
                 ],
             )
@@ -182,8 +193,15 @@ class MetadataStore:
             db.executemany(
                 "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (run_id, name, a["name"], a["uri"], a["materializer"],
-                     a["size"], now)
+                    (
+                        run_id,
+                        name,
+                        a["name"],
+                        a["uri"],
+                        a["materializer"],
+                        a["size"],
+                        now,
+                    )
                     for a in artifacts
                 ],
             )

@@ -36,7 +36,9 @@ class _Compilation:
         self.pipeline = pipeline
         self.steps: list[StepSpec] = []
 
-    def add_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def add_step(
+        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         name = self._unique_name(str(kwargs.pop("step_name", step.name)))
         try:
             bound = step.signature.bind(*args, **kwargs)
@@ -50,7 +52,9 @@ class _Compilation:
         for arg, value in bound.arguments.items():
             if isinstance(value, StepOutput):
                 inputs[arg] = InputRef(step=value.step, output=value.output)
-            elif isinstance(value, tuple) and value and isinstance(value[0], StepOutput):
+            elif (
+                isinstance(value, tuple) and value and isinstance(value[0], StepOutput)
+            ):
                 raise PipelineDefinitionError(
                     f"argument {arg!r} of step {name!r} got all outputs of step "
                     f"{value[0].step!r}; unpack them and pass one"
@@ -112,7 +116,7 @@ class Pipeline:
         self.name = name or func.__name__
         self.environment = dict(environment or {})
         self.on_success = on_success
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name}>"
@@ -158,7 +162,9 @@ class Pipeline:
         from zenml.runs import run_pipeline
 
         spec = self.compile(**parameters)
-        result = run_pipeline(spec, orchestrator=orchestrator, enable_cache=enable_cache)
+        result = run_pipeline(
+            spec, orchestrator=orchestrator, enable_cache=enable_cache
+        )
         if self.on_success is not None:
             self.on_success(result)
         return result
@@ -253,7 +259,6 @@ def load_pipeline(path: Path, name: str | None = None) -> Pipeline:
         return found[name]
     if len(found) > 1:
         raise PipelineNotFoundError(
-            f"{path} defines several pipelines {sorted(found)}; pick one with "
-            "--name"
+            f"{path} defines several pipelines {sorted(found)}; pick one with --name"
         )
     return next(iter(found.values()))

@@ -76,13 +76,13 @@ class Repository:
             )
         repo = cls.load(folder.resolve())
         repo.artifact_root.mkdir(parents=True, exist_ok=True)
-        repo.metadata  # creates the database and its schema
+        MetadataStore(repo.metadata_path)  # creates the database and its schema
         return repo
 
     @classmethod
     def load(cls, root: Path) -> Repository:
         config_file = root / REPOSITORY_DIR / CONFIG_FILE
-        data = {}
+        data: dict[str, object] = {}
         if config_file.exists():
             try:
                 data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}

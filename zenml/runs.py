@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from zenml.artifacts import META_FILE, ArtifactStore, slug
+from zenml.artifacts import META_FILE, ArtifactStore
 from zenml.entrypoint import TASK_FILE, Task
 from zenml.exceptions import RunFailedError, StepFailedError, ZenMLError
 from zenml.images.spec import source_hash
@@ -115,7 +115,9 @@ def run_pipeline(
     recover_interrupted_runs(repository)
     if not isinstance(orchestrator, Orchestrator):
         orchestrator = default_orchestrator(orchestrator, repository)
-    runner = _Runner(spec, repository, orchestrator, enable_cache, run_id or new_run_id())
+    runner = _Runner(
+        spec, repository, orchestrator, enable_cache, run_id or new_run_id()
+    )
     return runner.run()
 
 
@@ -154,7 +156,11 @@ class _Runner:
             self.orchestrator.name,
             self.spec.digest(),
             [
-                {"name": s.name, "integration": s.integration, "parameters": s.parameters}
+                {
+                    "name": s.name,
+                    "integration": s.integration,
+                    "parameters": s.parameters,
+                }
                 for s in self.spec.steps
             ],
             os.getpid(),
@@ -219,15 +225,20 @@ class _Runner:
             return self._run_step_unguarded(step)
         except Exception as exc:  # a bug here must fail the step, not hang the run
             logger.exception("step %s could not be run", step.name)
-            outcome = StepOutcome(status=FAILED, reason=f"zenml could not run it: {exc}")
-            self.metadata.finish_step(self.run_id, step.name, FAILED, [],
-                                      reason=outcome.reason)
+            outcome = StepOutcome(
+                status=FAILED, reason=f"zenml could not run it: {exc}"
+            )
+            self.metadata.finish_step(
+                self.run_id, step.name, FAILED, [], reason=outcome.reason
+            )
             return outcome
 
     def _run_step_unguarded(self, step: StepSpec) -> StepOutcome:
         step_dir = self.store.step_dir(self.spec.name, self.run_id, step.name)
-        inputs = {arg: self.artifacts[(ref.step, ref.output)]
-                  for arg, ref in step.inputs.items()}
+        inputs = {
+            arg: self.artifacts[(ref.step, ref.output)]
+            for arg, ref in step.inputs.items()
+        }
         image = self.orchestrator.image_for(step)
         cache_key = self._cache_key(step, inputs, image)
 
@@ -237,72 +248,128 @@ class _Runner:
                 for artifact in hit["artifacts"]:
                     self.artifacts[(step.name, artifact["name"])] = artifact["uri"]
                 self.metadata.finish_step(
-                    self.run_id, step.name, CACHED,
-                    [{k: a[k] for k in ("name", "uri", "materializer", "size")}
-                     for a in hit["artifacts"]],
-                    cache_key=cache_key, image=hit["image"], image_id=hit["image_id"],
-                    started=time.time(), reason=f"reused run {hit['run_id']}",
+                    self.run_id,
+                    step.name,
+                    CACHED,
+                    [
+                        {k: a[k] for k in ("name", "uri", "materializer", "size")}
+                        for a in hit["artifacts"]
+                    ],
+                    cache_key=cache_key,
+                    image=hit["image"],
+                    image_id=hit["image_id"],
+                    started=time.time(),
+                    reason=f"reused run {hit['run_id']}",
                 )
                 logger.info("Step %s reused from run %s", step.name, hit["run_id"])
                 return StepOutcome(status=CACHED)
 
-        outputs = {name: str(self.store.output_uri(self.spec.name, self.run_id,
-                                                   step.name, name))
-                   for name in step.outputs}
-        task = Task(step=step.name, source=step.source, code_root=self.spec.code_root,
-                    parameters=step.parameters, inputs=inputs, outputs=outputs)
+        outputs = {
+            name: str(
+                self.store.output_uri(self.spec.name, self.run_id, step.name, name)
+            )
+            for name in step.outputs
+        }
+        task = Task(
+            step=step.name,
+            source=step.source,
+            code_root=self.spec.code_root,
+            parameters=step.parameters,
+            inputs=inputs,
+            outputs=outputs,
+        )
         task_file = step_dir / TASK_FILE
         task.write(task_file)
-        launch = StepLaunch(step=step, task_file=task_file,
-                            log_file=step_dir / "logs.txt",
-                            environment=step_environment(self.spec, step))
+        launch = StepLaunch(
+            step=step,
+            task_file=task_file,
+            log_file=step_dir / "logs.txt",
+            environment=step_environment(self.spec, step),
+        )
 
-        self.metadata.update_step(self.run_id, step.name, status=RUNNING,
-                                  started=time.time(), image=image, cache_key=cache_key)
+        self.metadata.update_step(
+            self.run_id,
+            step.name,
+            status=RUNNING,
+            started=time.time(),
+            image=image,
+            cache_key=cache_key,
+        )
         logger.info("Step %s started%s", step.name, f" in {image}" if image else "")
         started = time.monotonic()
         outcome = self.orchestrator.run_step(self.context, launch)
         if self.cancelled.is_set() and outcome.status != COMPLETED:
-            outcome = StepOutcome(**{**outcome.__dict__, "status": CANCELLED,
-                                     "reason": "cancelled by the user"})
+            outcome = StepOutcome(
+                **{
+                    **outcome.__dict__,
+                    "status": CANCELLED,
+                    "reason": "cancelled by the user",
+                }
+            )
 
         artifacts = []
         if outcome.status == COMPLETED:
-            missing = [n for n, uri in outputs.items() if not (Path(uri) / META_FILE).is_file()]
+            missing = [
+                n for n, uri in outputs.items() if not (Path(uri) / META_FILE).is_file()
+            ]
             if missing:
-                outcome = StepOutcome(**{**outcome.__dict__, "status": FAILED,
-                                         "reason": f"exited 0 but wrote no output {missing}"})
+                outcome = StepOutcome(
+                    **{
+                        **outcome.__dict__,
+                        "status": FAILED,
+                        "reason": f"exited 0 but wrote no output {missing}",
+                    }
+                )
             else:
                 for name, uri in outputs.items():
                     meta = json.loads((Path(uri) / META_FILE).read_text())
                     artifacts.append({"name": name, "uri": uri, **meta})
                     self.artifacts[(step.name, name)] = uri
         self.metadata.finish_step(
-            self.run_id, step.name, outcome.status, artifacts,
-            exit_code=outcome.exit_code, reason=outcome.reason,
-            image=outcome.image or image, image_id=outcome.image_id,
+            self.run_id,
+            step.name,
+            outcome.status,
+            artifacts,
+            exit_code=outcome.exit_code,
+            reason=outcome.reason,
+            image=outcome.image or image,
+            image_id=outcome.image_id,
             container=outcome.container,
         )
         seconds = time.monotonic() - started
         if outcome.status == COMPLETED:
             logger.info("Step %s completed in %.1fs", step.name, seconds)
         else:
-            logger.error("Step %s %s after %.1fs: %s", step.name, outcome.status,
-                         seconds, outcome.reason)
+            logger.error(
+                "Step %s %s after %.1fs: %s",
+                step.name,
+                outcome.status,
+                seconds,
+                outcome.reason,
+            )
         return outcome
 
-    def _cache_key(self, step: StepSpec, inputs: dict[str, str], image: str | None) -> str:
+    def _cache_key(
+        self, step: StepSpec, inputs: dict[str, str], image: str | None
+    ) -> str:
         location = step.source.rpartition(":")[0]
-        code = Path(location).read_bytes() if location.endswith(".py") else location.encode()
-        payload = json.dumps({
-            "source": step.source,
-            "code": hashlib.sha256(code).hexdigest(),
-            "parameters": step.parameters,
-            "inputs": inputs,
-            "outputs": step.outputs,
-            "image": image,
-            "zenml": source_hash(),
-        }, sort_keys=True)
+        code = (
+            Path(location).read_bytes()
+            if location.endswith(".py")
+            else location.encode()
+        )
+        payload = json.dumps(
+            {
+                "source": step.source,
+                "code": hashlib.sha256(code).hexdigest(),
+                "parameters": step.parameters,
+                "inputs": inputs,
+                "outputs": step.outputs,
+                "image": image,
+                "zenml": source_hash(),
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -340,11 +407,13 @@ class _signals_cancel:
             logger.warning("Second interrupt: killing the run's containers now")
             _force_stop(runner)
             return
-        logger.warning("Cancelling run %s; press Ctrl-C again to kill at once",
-                       runner.run_id)
+        logger.warning(
+            "Cancelling run %s; press Ctrl-C again to kill at once", runner.run_id
+        )
         runner.cancelled.set()
-        threading.Thread(target=runner.orchestrator.cancel, args=(runner.context,),
-                         daemon=True).start()
+        threading.Thread(
+            target=runner.orchestrator.cancel, args=(runner.context,), daemon=True
+        ).start()
 
 
 def _force_stop(runner: _Runner) -> None:
@@ -365,8 +434,9 @@ def recover_interrupted_runs(repository: Repository) -> list[str]:
         repository.artifact_store.remove_partials(
             repository.artifact_store.run_dir(run["pipeline"], run["id"])
         )
-        metadata.finish_run(run["id"], INTERRUPTED,
-                            "the launcher stopped before the run ended")
+        metadata.finish_run(
+            run["id"], INTERRUPTED, "the launcher stopped before the run ended"
+        )
         logger.warning("Run %s was interrupted; its containers were removed", run["id"])
         recovered.append(run["id"])
     return recovered
@@ -391,5 +461,3 @@ def _remove_containers(run_id: str) -> None:
         DockerOrchestrator(connect()).remove_run_containers(run_id)
     except ZenMLError:
         logger.debug("no Docker daemon to clean up run %s", run_id)
-
-

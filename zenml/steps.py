@@ -141,7 +141,9 @@ def _outputs_from_annotation(func: Callable[..., Any]) -> tuple[str, ...]:
     except SyntaxError:
         return ("output",)
     if isinstance(node, ast.Subscript) and _name_of(node.value) in ("tuple", "Tuple"):
-        elements = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        elements = (
+            node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        )
         if any(isinstance(e, ast.Constant) and e.value is Ellipsis for e in elements):
             return ("output",)
         return tuple(f"output_{i}" for i in range(len(elements)))

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from zenml.runs import RunResult
 
 LABEL = "species"
-NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+NUMERIC = [
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+    "year",
+]
 CATEGORICAL = ["island", "sex"]
 
 
@@ -31,14 +37,18 @@ def ingest() -> pd.DataFrame:
     import palmerpenguins
 
     data = palmerpenguins.load_penguins()
-    print(f"ingested {len(data)} penguins, {int(data.isna().any(axis=1).sum())} "
-          "with missing values")
+    print(
+        f"ingested {len(data)} penguins, {int(data.isna().any(axis=1).sum())} "
+        "with missing values"
+    )
     return data
 
 
 @step(outputs=("train", "eval", "test"))
 def split(
-    data: pd.DataFrame, seed: int = 42, eval_fraction: float = 0.2,
+    data: pd.DataFrame,
+    seed: int = 42,
+    eval_fraction: float = 0.2,
     test_fraction: float = 0.2,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Shuffle by seed and cut into train, eval and test."""
@@ -49,10 +59,12 @@ def split(
     n_test = round(len(data) * test_fraction)
     n_eval = round(len(data) * eval_fraction)
     test = data.iloc[order[:n_test]].reset_index(drop=True)
-    evaluation = data.iloc[order[n_test:n_test + n_eval]].reset_index(drop=True)
-    train = data.iloc[order[n_test + n_eval:]].reset_index(drop=True)
-    print(f"split {len(data)} rows into train {len(train)}, eval {len(evaluation)}, "
-          f"test {len(test)} (seed {seed})")
+    evaluation = data.iloc[order[n_test : n_test + n_eval]].reset_index(drop=True)
+    train = data.iloc[order[n_test + n_eval :]].reset_index(drop=True)
+    print(
+        f"split {len(data)} rows into train {len(train)}, eval {len(evaluation)}, "
+        f"test {len(test)} (seed {seed})"
+    )
     return train, evaluation, test
 
 
@@ -68,7 +80,10 @@ def preprocess(
     with tempfile.TemporaryDirectory() as work_dir:
         result = beam_preprocess(
             {"train": train, "eval": eval, "test": test},
-            NUMERIC, CATEGORICAL, [LABEL], work_dir=work_dir,
+            NUMERIC,
+            CATEGORICAL,
+            [LABEL],
+            work_dir=work_dir,
         )
     out = result.splits
     print(f"preprocessed with Beam: {out['train'].shape[1] - 1} features")
@@ -77,26 +92,34 @@ def preprocess(
 
 @step(integration="pytorch")
 def train(
-    train: pd.DataFrame, eval: pd.DataFrame, stats: dict[str, Any],
-    epochs: int = 60, seed: int = 0,
+    train: pd.DataFrame,
+    eval: pd.DataFrame,
+    stats: dict[str, Any],
+    epochs: int = 60,
+    seed: int = 0,
 ) -> Path:
     """Train a small PyTorch classifier; the result is a servable model bundle."""
     import json
     import tempfile
 
-    from zenml.integrations.pytorch.trainer import evaluate, train as fit
+    from zenml.integrations.pytorch.trainer import evaluate
+    from zenml.integrations.pytorch.trainer import train as fit
 
     bundle = Path(tempfile.mkdtemp()) / "model"
     result = fit(train, LABEL, bundle, epochs=epochs, seed=seed)
     (bundle / "preprocess.json").write_text(json.dumps(stats), encoding="utf-8")
     accuracy = evaluate(bundle, eval, LABEL).accuracy
-    print(f"trained on {result.device} for {epochs} epochs: loss "
-          f"{result.final_loss:.4f}, eval accuracy {accuracy:.3f}")
+    print(
+        f"trained on {result.device} for {epochs} epochs: loss "
+        f"{result.final_loss:.4f}, eval accuracy {accuracy:.3f}"
+    )
     return bundle
 
 
 @step(integration="pytorch")
-def evaluate(model: Path, test: pd.DataFrame, min_accuracy: float = 0.9) -> dict[str, Any]:
+def evaluate(
+    model: Path, test: pd.DataFrame, min_accuracy: float = 0.9
+) -> dict[str, Any]:
     """Accuracy and confusion matrix on the test split; fails below min_accuracy."""
     from zenml.integrations.pytorch.trainer import evaluate as score
 
@@ -114,21 +137,30 @@ def evaluate(model: Path, test: pd.DataFrame, min_accuracy: float = 0.9) -> dict
 
 @step(integration="cortex", outputs=("prediction", "api_spec"), cache=False)
 def deploy(
-    model: Path, metrics: dict[str, Any], test: pd.DataFrame, row: int = 0,
+    model: Path,
+    metrics: dict[str, Any],
+    test: pd.DataFrame,
+    row: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Serve the model over HTTP on localhost and ask it about one test penguin."""
     from zenml.integrations.cortex.local import serve_and_predict
     from zenml.integrations.cortex.server import cortex_api_spec
 
     instance = {
-        column: (None if _missing(test.at[row, column]) else _plain(test.at[row, column]))
+        column: (
+            None if _missing(test.at[row, column]) else _plain(test.at[row, column])
+        )
         for column in NUMERIC + CATEGORICAL
     }
     answer = serve_and_predict(model, instance)
     print(f"POST /predict {instance}")
     print(f"-> {answer}")
     spec = cortex_api_spec("penguins", "zenml/cortex:latest", "/mnt/model")
-    return {"instance": instance, "truth": test.at[row, LABEL], "response": answer}, spec
+    return {
+        "instance": instance,
+        "truth": test.at[row, LABEL],
+        "response": answer,
+    }, spec
 
 
 def _missing(value: Any) -> bool:
@@ -147,8 +179,10 @@ def report(result: RunResult) -> None:
     prediction = result.artifact("deploy", "prediction")
     print(f"Run id:     {result.run_id}")
     print(f"Accuracy:   {metrics['accuracy']:.3f} on the test split")
-    print(f"Prediction: {json.dumps(prediction['response'])} "
-          f"(true species: {prediction['truth']})")
+    print(
+        f"Prediction: {json.dumps(prediction['response'])} "
+        f"(true species: {prediction['truth']})"
+    )
 
 
 @pipeline(on_success=report)

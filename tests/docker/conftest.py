@@ -51,7 +51,10 @@ def images(docker_client: docker.DockerClient) -> dict[str, str]:
 @pytest.fixture
 def no_leftovers(docker_client: docker.DockerClient) -> Iterator[None]:
     """Fail a test that leaves any zenml step container behind."""
-    before = {c.id for c in docker_client.containers.list(all=True, filters={"label": RUN_LABEL})}
+    before = {
+        c.id
+        for c in docker_client.containers.list(all=True, filters={"label": RUN_LABEL})
+    }
     yield
     after = docker_client.containers.list(all=True, filters={"label": RUN_LABEL})
     leftovers = [c for c in after if c.id not in before]

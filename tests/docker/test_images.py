@@ -32,7 +32,9 @@ def test_friendly_tags_point_at_the_content_tagged_image(
 
     for name, tag in images.items():
         current = docker_client.images.get(tag).id
-        assert docker_client.images.get(f"zenml/{name}:{zenml.__version__}").id == current
+        assert (
+            docker_client.images.get(f"zenml/{name}:{zenml.__version__}").id == current
+        )
         assert docker_client.images.get(f"zenml/{name}:latest").id == current
 
 
@@ -67,11 +69,19 @@ def test_the_cpu_pytorch_image_holds_no_nvidia_packages(
 def test_images_run_as_a_non_root_user_with_a_utf8_locale(
     docker_client: docker.DockerClient, images: dict[str, str]
 ) -> None:
-    output = docker_client.containers.run(
-        images["base"],
-        ["python", "-c", "import locale, os; print(os.getuid(), locale.getpreferredencoding())"],
-        remove=True,
-    ).decode().split()
+    output = (
+        docker_client.containers.run(
+            images["base"],
+            [
+                "python",
+                "-c",
+                "import locale, os; print(os.getuid(), locale.getpreferredencoding())",
+            ],
+            remove=True,
+        )
+        .decode()
+        .split()
+    )
 
     assert output[0] != "0"
     assert output[1] == "UTF-8"
@@ -82,6 +92,9 @@ def test_the_self_test_passes_in_every_image(
 ) -> None:
     for tag in images.values():
         output = docker_client.containers.run(
-            tag, ["python", "-m", "zenml.images.selftest"], remove=True, network_mode="none"
+            tag,
+            ["python", "-m", "zenml.images.selftest"],
+            remove=True,
+            network_mode="none",
         ).decode()
         assert "self-test passed" in output

@@ -17,10 +17,15 @@ pytestmark = pytest.mark.usefixtures("images", "no_leftovers")
 
 
 def _run(
-    code: Path, name: str, repository: Repository, lines: list[tuple[str, str]] | None = None
+    code: Path,
+    name: str,
+    repository: Repository,
+    lines: list[tuple[str, str]] | None = None,
 ) -> RunResult:
     spec = load_pipeline(code / "faults.py", name).compile()
-    printer = (lambda step, line: lines.append((step, line))) if lines is not None else None
+    printer = (
+        (lambda step, line: lines.append((step, line))) if lines is not None else None
+    )
     return run_pipeline(
         spec,
         orchestrator=DockerOrchestrator(printer=printer),
@@ -54,7 +59,10 @@ def test_every_line_of_a_step_that_exits_at_once_arrives_in_order(
 
     said = [line for step, line in lines if step == "chatty"]
     assert said == ["line one", "line two", "line three"]
-    log = repository.artifact_store.step_dir("talking", result.run_id, "chatty") / "logs.txt"
+    log = (
+        repository.artifact_store.step_dir("talking", result.run_id, "chatty")
+        / "logs.txt"
+    )
     assert log.read_text().splitlines() == said
     assert result.artifact("chatty") == "said"
 
@@ -109,7 +117,9 @@ def test_images_run_steps_as_the_host_user(
 ) -> None:
     result = _run(pipelines_dir, "talking", repository)
 
-    artifact = repository.artifact_store.output_uri("talking", result.run_id, "chatty", "output")
+    artifact = repository.artifact_store.output_uri(
+        "talking", result.run_id, "chatty", "output"
+    )
     import os
 
     assert artifact.stat().st_uid == os.getuid()

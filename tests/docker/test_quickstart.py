@@ -22,7 +22,10 @@ pytestmark = pytest.mark.usefixtures("images", "no_leftovers")
 def _zenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "zenml.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=900,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -35,7 +38,9 @@ def test_the_quickstart_trains_evaluates_and_serves_in_the_right_images(
     assert done.returncode == 0, done.stdout + done.stderr
     accuracy = float(re.search(r"Accuracy:\s+([0-9.]+)", done.stdout).group(1))
     assert accuracy >= 0.9
-    prediction = json.loads(re.search(r"Prediction: (\{.*\}) \(true", done.stdout).group(1))
+    prediction = json.loads(
+        re.search(r"Prediction: (\{.*\}) \(true", done.stdout).group(1)
+    )
     assert prediction["predictions"][0]["label"] in {"Adelie", "Chinstrap", "Gentoo"}
     for step in ("preprocess", "train", "deploy"):
         assert f"[{step}]" in done.stdout
@@ -51,7 +56,9 @@ def test_the_quickstart_trains_evaluates_and_serves_in_the_right_images(
         assert step["status"] == "completed"
         assert step["exit_code"] == 0
         assert step["image_id"].startswith("sha256:")
-    assert not docker_client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    assert not docker_client.containers.list(
+        all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
+    )
 
     confusion = next(s for s in run["steps"] if s["name"] == "evaluate")["artifacts"][0]
     metrics = json.loads((Path(confusion["uri"]) / "data.json").read_text())

@@ -58,7 +58,9 @@ def docker_compose_file(bundle: Path) -> str:
 
 def _call(url: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -76,7 +78,9 @@ def _ready(url: str) -> bool:
 @pytest.fixture(scope="session")
 def server(docker_ip: str, docker_services: Any) -> str:
     url = f"http://{docker_ip}:{docker_services.port_for('model', 8080)}"
-    docker_services.wait_until_responsive(check=lambda: _ready(url), timeout=90, pause=0.5)
+    docker_services.wait_until_responsive(
+        check=lambda: _ready(url), timeout=90, pause=0.5
+    )
     return url
 
 
@@ -97,7 +101,9 @@ def test_a_list_of_positional_instances_gets_one_prediction_each(server: str) ->
 
 
 def test_a_missing_field_gets_a_4xx_that_names_it(server: str) -> None:
-    status, answer = _call(f"{server}/predict", {"bill_length_mm": 0.3, "flipper_length_mm": 1.5})
+    status, answer = _call(
+        f"{server}/predict", {"bill_length_mm": 0.3, "flipper_length_mm": 1.5}
+    )
 
     assert 400 <= status < 500
     assert "body_mass_g" in json.dumps(answer)

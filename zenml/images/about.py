@@ -52,9 +52,9 @@ def describe(image: str | None = None) -> str:
         "Use:",
         "  zenml runs each pipeline step in the image of its integration; run",
         "  `zenml pipeline run PIPELINE.py` on the host, not here.",
-        f"  docker run zenml/{image} python -c 'import zenml'   run a command",
-        f"  FROM zenml/{image}:{_version('zenml')}              build your own image",
-        "  RUN pip install PACKAGE                    add packages (as the image's user)",
+        f"  docker run zenml/{image} python -c 'import zenml'  run a command",
+        f"  FROM zenml/{image}:{_version('zenml')}  build your own image",
+        "  RUN pip install PACKAGE  add packages, as the image's user",
     ]
     return "\n".join(lines)
 

@@ -111,9 +111,7 @@ class ImageBuilder:
                 if existing is not None:
                     self._tag_friendly(spec, tag)
                     logger.info("image %s is up to date (%s)", spec.name, tag)
-                    results.append(
-                        BuiltImage(spec.name, tag, existing, built=False)
-                    )
+                    results.append(BuiltImage(spec.name, tag, existing, built=False))
                     continue
             results.append(self._build_one(spec, tag))
         return results
@@ -161,8 +159,7 @@ class ImageBuilder:
         seconds = time.monotonic() - started
         size = int(image.attrs.get("Size", 0))
         self.printer(
-            f"Built {spec.repository} in {seconds:.0f}s: {tag}, "
-            f"{size / 1e6:.0f} MB"
+            f"Built {spec.repository} in {seconds:.0f}s: {tag}, {size / 1e6:.0f} MB"
         )
         logger.debug("build log of %s: %d lines", spec.name, len(log))
         return BuiltImage(spec.name, tag, str(image.id), True, seconds, size)
@@ -254,8 +251,10 @@ class ImageBuilder:
             )
             text = wheelhouse.resolve(spec, parent_lock)
             spec.lock_path.write_text(text, encoding="utf-8")
-            self.printer(f"Locked {spec.name}: {len(wheelhouse.pins(spec.lock_path))} "
-                         f"packages in {spec.lock_path}")
+            self.printer(
+                f"Locked {spec.name}: {len(wheelhouse.pins(spec.lock_path))} "
+                f"packages in {spec.lock_path}"
+            )
             written.append(spec.lock_path)
         return written
 

@@ -19,8 +19,13 @@ from zenml.exceptions import ZenMLError
 
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 # Left out of the image: they only cost space.
-_PRUNE = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
-          "usr/share/man", "usr/share/info")
+_PRUNE = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+)
 
 
 def make_parent(
@@ -40,9 +45,15 @@ def make_parent(
         root = Path(work) / "root"
         printer(f"debootstrap {suite} with {PACKAGES} (about a minute)")
         done = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite,
-             str(root)],
-            capture_output=True, text=True,
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={PACKAGES}",
+                suite,
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
@@ -59,7 +70,7 @@ def make_parent(
             src=str(archive),
             repository=repository,
             tag=label,
-            changes=['ENV LANG=C.UTF-8', 'CMD ["python3"]'],
+            changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]'],
         )
     image = client.images.get(tag)
     printer(f"imported {tag} ({image.attrs.get('Size', 0) / 1e6:.0f} MB)")

@@ -167,8 +167,10 @@ def main() -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"self-test passed: {len(installed())} packages match the lock, "
-          f"imports ok ({', '.join(modules)})")
+    print(
+        f"self-test passed: {len(installed())} packages match the lock, "
+        f"imports ok ({', '.join(modules)})"
+    )
     return 0
 
 

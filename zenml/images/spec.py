@@ -68,7 +68,8 @@ class ImageSpec:
         return digest.hexdigest()
 
     def content_tag(self, parent_identity: str) -> str:
-        return f"{self.repository}:{zenml.__version__}-{self.content_hash(parent_identity)[:12]}"
+        digest = self.content_hash(parent_identity)[:12]
+        return f"{self.repository}:{zenml.__version__}-{digest}"
 
 
 def _files(folder: Path) -> list[Path]:
@@ -141,9 +142,7 @@ def with_ancestors(names: list[str], specs: dict[str, ImageSpec]) -> list[ImageS
 
     def visit(name: str) -> None:
         if name not in specs:
-            raise ZenMLError(
-                f"no image named {name!r}; zenml builds {sorted(specs)}"
-            )
+            raise ZenMLError(f"no image named {name!r}; zenml builds {sorted(specs)}")
         spec = specs[name]
         if spec.parent is not None:
             visit(spec.parent)

@@ -42,8 +42,14 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
     assert root is not None
     requirement = f"zenml[{spec.extra}] @ {root.as_uri()}" if spec.extra else str(root)
     command = [
-        *pip_command(), "install", "--dry-run", "--ignore-installed", "--quiet",
-        "--report", "-", requirement,
+        *pip_command(),
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        "-",
+        requirement,
     ]
     if spec.requirements_path.is_file():
         command += ["-r", str(spec.requirements_path)]
@@ -92,8 +98,16 @@ def fill(wheelhouse: Path, locks: list[Path]) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
         handle.write("\n".join(wanted) + "\n")
     command = [
-        *pip_command(), "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheelhouse),
-        "--find-links", str(wheelhouse), "-r", handle.name,
+        *pip_command(),
+        "wheel",
+        "--no-deps",
+        "--quiet",
+        "--wheel-dir",
+        str(wheelhouse),
+        "--find-links",
+        str(wheelhouse),
+        "-r",
+        handle.name,
     ]
     _run(command, "fill the wheelhouse")
     root = source_root()
@@ -101,8 +115,15 @@ def fill(wheelhouse: Path, locks: list[Path]) -> None:
     for old in wheelhouse.glob("zenml-*.whl"):
         old.unlink()
     _run(
-        [*pip_command(), "wheel", "--no-deps", "--quiet", "--wheel-dir",
-         str(wheelhouse), str(root)],
+        [
+            *pip_command(),
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            str(wheelhouse),
+            str(root),
+        ],
         "build zenml's wheel",
     )
     Path(handle.name).unlink()

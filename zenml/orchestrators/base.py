@@ -48,7 +48,7 @@ class Orchestrator(abc.ABC):
 
     name: str = "orchestrator"
 
-    def prepare(self, context: RunContext) -> None:
+    def prepare(self, context: RunContext) -> None:  # noqa: B027 - optional hook
         """Check, before any step starts, that every step can run here."""
 
     @abc.abstractmethod
@@ -56,7 +56,7 @@ class Orchestrator(abc.ABC):
         """Run one step to its end and report the outcome; never raise for a
         failure of the step itself."""
 
-    def cancel(self, context: RunContext) -> None:
+    def cancel(self, context: RunContext) -> None:  # noqa: B027 - optional hook
         """Stop whatever the run still has running; called from another thread."""
 
     def image_for(self, step: StepSpec) -> str | None:

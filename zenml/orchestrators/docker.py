@@ -104,8 +104,11 @@ class DockerOrchestrator(Orchestrator):
                     PIPELINE_LABEL: context.spec.name,
                 },
                 mounts=[
-                    Mount(str(context.artifact_root), str(context.artifact_root),
-                          type="bind"),
+                    Mount(
+                        str(context.artifact_root),
+                        str(context.artifact_root),
+                        type="bind",
+                    ),
                     Mount(code_root, code_root, type="bind", read_only=True),
                 ],
                 working_dir=code_root,
@@ -136,7 +139,10 @@ class DockerOrchestrator(Orchestrator):
             timed_out = False
             try:
                 container.wait(timeout=step.timeout)
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            except (
+                requests.exceptions.ReadTimeout,
+                requests.exceptions.ConnectionError,
+            ):
                 # Over a unix socket docker-py may report the timeout either way.
                 timed_out = True
                 container.stop(timeout=int(self.stop_grace_period))
@@ -193,7 +199,9 @@ class DockerOrchestrator(Orchestrator):
 
     def run_containers(self, run_id: str) -> list[Any]:
         return list(
-            self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+            self.client.containers.list(
+                all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
+            )
         )
 
     def remove_run_containers(self, run_id: str) -> int:
@@ -215,9 +223,12 @@ def _outcome(
     if timed_out:
         status, reason = FAILED, f"timed out after {step.timeout:g}s and was stopped"
     elif state.get("OOMKilled"):
-        status, reason = FAILED, (
-            "killed for running out of memory; raise the step's memory "
-            "resource or lower its use"
+        status, reason = (
+            FAILED,
+            (
+                "killed for running out of memory; raise the step's memory "
+                "resource or lower its use"
+            ),
         )
     elif exit_code == 0:
         status, reason = COMPLETED, ""

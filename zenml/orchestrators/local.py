@@ -60,8 +60,9 @@ class LocalOrchestrator(Orchestrator):
     @staticmethod
     def _failed(captured: io.StringIO, code: int, reason: str) -> StepOutcome:
         lines = deque(captured.getvalue().splitlines(), maxlen=LAST_LINES)
-        return StepOutcome(status=FAILED, exit_code=code, reason=reason,
-                           last_lines=tuple(lines))
+        return StepOutcome(
+            status=FAILED, exit_code=code, reason=reason, last_lines=tuple(lines)
+        )
 
 
 class _Tee(io.TextIOBase):

@@ -41,7 +41,9 @@ def _get(url: str) -> int:
 
 def post_json(url: str, body: Any) -> tuple[int, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -55,8 +57,9 @@ def serve_and_predict(bundle: Path, instance: Any, port: int | None = None) -> A
     """Start the server, wait for /readyz, POST `instance` to /predict, stop."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port,
-                       log_level="warning")
+        uvicorn.Config(
+            create_app(bundle), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
