@@ -72,6 +72,7 @@ class _Compilation:
                 inputs=inputs,
                 outputs=step.outputs,
                 environment=step.environment,
+                secrets=step.secrets,
                 resources=step.resources,
                 timeout=step.timeout,
                 cache=step.cache,
@@ -110,11 +111,13 @@ class Pipeline:
         *,
         name: str | None = None,
         environment: dict[str, str] | None = None,
+        secrets: tuple[str, ...] | list[str] = (),
         on_success: Callable[[RunResult], None] | None = None,
     ) -> None:
         self.func = func
         self.name = name or func.__name__
         self.environment = dict(environment or {})
+        self.secrets = tuple(secrets)
         self.on_success = on_success
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
@@ -148,6 +151,7 @@ class Pipeline:
             code_root=str(_code_root(self.func)),
             parameters=json.loads(json.dumps(dict(bound.arguments), default=str)),
             environment=self.environment,
+            secrets=self.secrets,
             steps=tuple(compilation.steps),
         )
 
@@ -179,6 +183,7 @@ def pipeline(
     *,
     name: str | None = None,
     environment: dict[str, str] | None = None,
+    secrets: tuple[str, ...] | list[str] = (),
     on_success: Callable[[RunResult], None] | None = None,
 ) -> Callable[[Callable[..., Any]], Pipeline]: ...
 

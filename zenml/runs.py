@@ -83,6 +83,34 @@ def step_environment(spec: PipelineSpec, step: StepSpec) -> dict[str, str]:
     }
 
 
+SECRETS_DIR = "secrets"
+
+
+def resolve_secrets(spec: PipelineSpec, repository: Repository) -> dict[str, str]:
+    """Every secret the pipeline names, read now from the host; none is stored.
+
+    A secret NAME comes from the host's environment variable NAME, or else
+    from the file `.zenml/secrets/NAME`.
+    """
+    names = set(spec.secrets).union(*(step.secrets for step in spec.steps))
+    values: dict[str, str] = {}
+    missing = []
+    for name in sorted(names):
+        file = repository.config_dir / SECRETS_DIR / name
+        if name in os.environ:
+            values[name] = os.environ[name]
+        elif file.is_file():
+            values[name] = file.read_text(encoding="utf-8").rstrip("\n")
+        else:
+            missing.append(name)
+    if missing:
+        raise ZenMLError(
+            f"secrets {missing} are not set; export each as an environment "
+            f"variable, or write it to {repository.config_dir / SECRETS_DIR}/NAME"
+        )
+    return values
+
+
 def default_orchestrator(name: str | None, repository: Repository) -> Orchestrator:
     """The named orchestrator, or local Docker whenever a daemon answers."""
     name = name or repository.settings.orchestrator or "docker"
@@ -143,6 +171,7 @@ class _Runner:
             artifact_root=self.store.root,
             run_dir=self.store.run_dir(spec.name, run_id),
         )
+        self.secrets = resolve_secrets(spec, repository)
         self.cancelled = threading.Event()
         self.artifacts: dict[tuple[str, str], str] = {}
         self.cache_keys: dict[str, str] = {}
@@ -280,11 +309,13 @@ class _Runner:
         )
         task_file = step_dir / TASK_FILE
         task.write(task_file)
+        wanted = set(self.spec.secrets) | set(step.secrets)
         launch = StepLaunch(
             step=step,
             task_file=task_file,
             log_file=step_dir / "logs.txt",
             environment=step_environment(self.spec, step),
+            secrets={k: v for k, v in self.secrets.items() if k in wanted},
         )
 
         self.metadata.update_step(

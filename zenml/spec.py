@@ -57,6 +57,7 @@ class StepSpec(BaseModel):
     inputs: dict[str, InputRef] = Field(default_factory=dict)
     outputs: tuple[str, ...] = ("output",)
     environment: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
     resources: Resources = Field(default_factory=Resources)
     timeout: float | None = None
     cache: bool = True
@@ -86,6 +87,7 @@ class PipelineSpec(BaseModel):
     code_root: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
     steps: tuple[StepSpec, ...]
 
     def model_post_init(self, __context: Any) -> None:

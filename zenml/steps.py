@@ -44,6 +44,7 @@ class Step:
         backend: str | None = None,
         outputs: tuple[str, ...] | None = None,
         environment: dict[str, str] | None = None,
+        secrets: tuple[str, ...] | list[str] = (),
         resources: Resources | dict[str, Any] | None = None,
         timeout: float | None = None,
         cache: bool = True,
@@ -55,6 +56,7 @@ class Step:
         self.backend = backend
         self.outputs = tuple(outputs) if outputs else _outputs_from_annotation(func)
         self.environment = dict(environment or {})
+        self.secrets = tuple(secrets)
         self.resources = Resources.model_validate(resources or {})
         self.timeout = timeout
         self.cache = cache
@@ -108,6 +110,7 @@ def step(
     backend: str | None = None,
     outputs: tuple[str, ...] | None = None,
     environment: dict[str, str] | None = None,
+    secrets: tuple[str, ...] | list[str] = (),
     resources: Resources | dict[str, Any] | None = None,
     timeout: float | None = None,
     cache: bool = True,
@@ -119,7 +122,10 @@ def step(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     `integration` names the image the step runs in (`base`, `pytorch`, `gcp`,
     `cortex`, ...); `image` names any other image instead. `outputs` names the
-    artifacts of a step that returns a tuple.
+    artifacts of a step that returns a tuple. `secrets` names values read from
+    the host at run time (an environment variable of that name, or the file
+    `.zenml/secrets/NAME`) and handed to the step as environment variables;
+    they are never stored, logged or printed.
     """
     if func is not None:
         return Step(func)

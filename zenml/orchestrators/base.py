@@ -28,6 +28,14 @@ class StepLaunch:
     log_file: Path
     environment: dict[str, str]
     attempt: int = 1
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def mask(self, line: str) -> str:
+        """`line` with every secret value replaced, for anything shown or kept."""
+        for value in self.secrets.values():
+            if value:
+                line = line.replace(value, "****")
+        return line
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ class StepOutcome:
     image_id: str | None = None
     container: str | None = None
     last_lines: tuple[str, ...] = field(default_factory=tuple)
+    started_at: float | None = None
+    """When the step's process started and ended, as its runtime reports it."""
+    finished_at: float | None = None
 
 
 class Orchestrator(abc.ABC):

@@ -14,7 +14,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -113,8 +113,11 @@ class DockerOrchestrator(Orchestrator):
                 ],
                 working_dir=code_root,
                 user=f"{os.getuid()}:{os.getgid()}",
-                environment={"HOME": "/tmp", **launch.environment},
+                environment={"HOME": "/tmp", **launch.environment, **launch.secrets},
                 detach=True,
+                # An init process forwards `docker stop`'s SIGTERM to the step,
+                # which as PID 1 would otherwise ignore it until the grace ends.
+                init=True,
                 **_resources(step),
             )
         except docker.errors.APIError as exc:
@@ -131,7 +134,7 @@ class DockerOrchestrator(Orchestrator):
             container.start()
             streamer = threading.Thread(
                 target=self._stream_logs,
-                args=(container, step.name, launch.log_file, last_lines),
+                args=(container, launch, last_lines),
                 daemon=True,
             )
             streamer.start()
@@ -165,30 +168,28 @@ class DockerOrchestrator(Orchestrator):
             _remove(container)
 
     def _stream_logs(
-        self,
-        container: Any,
-        step: str,
-        log_file: Path,
-        last_lines: deque[str],
+        self, container: Any, launch: StepLaunch, last_lines: deque[str]
     ) -> None:
         """Copy every line the container writes to the terminal and the log file."""
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        launch.log_file.parent.mkdir(parents=True, exist_ok=True)
         pending = b""
-        with open(log_file, "a", encoding="utf-8") as log:
+        with open(launch.log_file, "a", encoding="utf-8") as log:
             for chunk in container.logs(stream=True, follow=True):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    self._emit(step, raw, log, last_lines)
+                    self._emit(launch, raw, log, last_lines)
             if pending:
-                self._emit(step, pending, log, last_lines)
+                self._emit(launch, pending, log, last_lines)
 
-    def _emit(self, step: str, raw: bytes, log: Any, last_lines: deque[str]) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+    def _emit(
+        self, launch: StepLaunch, raw: bytes, log: Any, last_lines: deque[str]
+    ) -> None:
+        line = launch.mask(raw.decode("utf-8", errors="replace").rstrip("\r"))
         last_lines.append(line)
         log.write(line + "\n")
         log.flush()
-        self.printer(step, line)
+        self.printer(launch.step.name, line)
 
     def cancel(self, context: RunContext) -> None:
         for container in self.run_containers(context.run_id):
@@ -246,7 +247,18 @@ def _outcome(
         image_id=image.image_id,
         container=name,
         last_lines=last_lines,
+        started_at=_docker_time(state.get("StartedAt")),
+        finished_at=_docker_time(state.get("FinishedAt")),
     )
+
+
+def _docker_time(text: str | None) -> float | None:
+    """Seconds since the epoch from Docker's RFC 3339 time (in nanoseconds)."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, rest = text.partition(".")
+    fraction = rest.rstrip("Z")[:6].ljust(6, "0")
+    return datetime.fromisoformat(f"{head}.{fraction}+00:00").timestamp()
 
 
 def _resources(step: StepSpec) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class LocalOrchestrator(Orchestrator):
 
     def _run_step(self, launch: StepLaunch) -> StepOutcome:
         previous = dict(os.environ)
-        os.environ.update(launch.environment)
+        os.environ.update({**launch.environment, **launch.secrets})
         captured = io.StringIO()
         try:
             with (

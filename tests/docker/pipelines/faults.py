@@ -60,3 +60,70 @@ def double(value: int) -> int:
 @pipeline
 def odd_names(value: int = 21) -> None:
     double(produce(value))
+
+
+@step
+def count_forever(seconds: int = 600) -> int:
+    import time
+
+    for n in range(seconds * 10):
+        print(f"count {n}", flush=True)
+        time.sleep(0.1)
+    return seconds
+
+
+@pipeline
+def looping() -> None:
+    count_forever()
+
+
+@step(timeout=2)
+def sleep_long() -> int:
+    import time
+
+    time.sleep(120)
+    return 0
+
+
+@pipeline
+def sleepy() -> None:
+    sleep_long()
+
+
+@step(resources={"memory": "64m"})
+def eat_memory() -> int:
+    hog = bytearray(512 * 1024 * 1024)
+    for i in range(0, len(hog), 4096):
+        hog[i] = 1
+    return len(hog)
+
+
+@pipeline
+def hungry() -> None:
+    eat_memory()
+
+
+@step(secrets=["ZENML_TEST_TOKEN"])
+def use_secret() -> bool:
+    token = os.environ["ZENML_TEST_TOKEN"]
+    print(f"token is {token}")
+    return token == "s3cr3t-value"
+
+
+@pipeline
+def secretive() -> None:
+    use_secret()
+
+
+@step
+def wait_for(seconds: float = 5.0, label: str = "") -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline
+def side_by_side(seconds: float = 5.0) -> None:
+    wait_for(seconds, label="a")
+    wait_for(seconds, label="b")
