@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,5 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def merge_stderr_into_stdout() -> None:
+    """Send stderr down stdout's pipe, so a step's lines keep their order.
+
+    Docker reads stdout and stderr through separate pipes and may interleave
+    them; a step's log is one stream in the order the step wrote it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+
+
 if __name__ == "__main__":
+    merge_stderr_into_stdout()
     sys.exit(main())

@@ -32,6 +32,12 @@ def docker_compose_command() -> str:
 
 
 @pytest.fixture(scope="session")
+def docker_setup() -> str:
+    """`up -d`: the v1 command has no `--wait`; readiness is polled below."""
+    return "up -d"
+
+
+@pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on three numeric penguin features."""
     palmerpenguins = pytest.importorskip("palmerpenguins")
