@@ -326,13 +326,48 @@ def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of wheels to install from (filled on the host).",
 )
+@click.option(
+    "--dockerfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build your own image FROM a zenml image, with every check.",
+)
+@click.option("--tag", help="Tag of the image built from --dockerfile.")
+@click.option(
+    "--from",
+    "from_",
+    metavar="NAME",
+    help="The zenml image --dockerfile builds FROM (default: read from it).",
+)
+@click.option(
+    "--user", help="Run the --dockerfile image as this user (created if missing)."
+)
 @_friendly_errors
 def image_build(
-    names: tuple[str, ...], force: bool, parent: str | None, wheelhouse: Path | None
+    names: tuple[str, ...],
+    force: bool,
+    parent: str | None,
+    wheelhouse: Path | None,
+    dockerfile: Path | None,
+    tag: str | None,
+    from_: str | None,
+    user: str | None,
 ) -> None:
-    """Build NAMES (default: all) and their parents, where anything changed."""
+    """Build NAMES (default: all) and their parents, where anything changed.
+
+    With --dockerfile, build your own image FROM a zenml image instead.
+    """
     started = time.monotonic()
-    results = _builder(parent, wheelhouse).build(list(names), force=force)
+    builder = _builder(parent, wheelhouse)
+    if dockerfile is not None:
+        from zenml.images.custom import CustomImage, build_custom
+
+        if not tag:
+            raise ZenMLError("--dockerfile needs --tag NAME:TAG for the new image")
+        custom = CustomImage.from_dockerfile(dockerfile, tag, from_, user)
+        image_id = build_custom(builder, custom)
+        out.print(f"{tag}  {image_id[:19]}  in {time.monotonic() - started:.0f}s")
+        return
+    results = builder.build(list(names), force=force)
     for result in results:
         verb = "built" if result.built else "up to date"
         out.print(f"{result.name:<8} {verb:<10} {result.tag}  {result.image_id[:19]}")

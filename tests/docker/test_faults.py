@@ -150,7 +150,7 @@ def test_a_secret_reaches_the_step_and_is_never_printed_or_stored(
 
     assert result.artifact("use_secret") is True
     assert "token is ****" in lines
-    stored = [p for p in repository.root.rglob("*") if p.is_file()]
+    stored = [p for p in repository.config_dir.rglob("*") if p.is_file()]
     assert stored
     for path in stored:
         assert b"s3cr3t-value" not in path.read_bytes(), path

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 import zenml
-from zenml.exceptions import ImageBuildError, ImageNotFoundError
+from zenml.exceptions import ImageBuildError, ImageNotFoundError, ZenMLError
 from zenml.images import wheelhouse
 from zenml.images.spec import (
     DEFAULT_PARENT,
@@ -131,7 +131,7 @@ class ImageBuilder:
             )
         self.printer(f"Building {spec.repository} ({tag})")
         started = time.monotonic()
-        wheels = self.wheelhouse_dir or _default_wheelhouse()
+        wheels = self.wheelhouse_dir or wheelhouse.default_wheelhouse()
         locks = [spec.lock_path]
         self.printer(f"  filling the wheelhouse {wheels} on the host")
         wheelhouse.fill(wheels, locks)
@@ -147,11 +147,12 @@ class ImageBuilder:
 
         with wheelhouse.serve(wheels) as url:
             build_args["WHEELS"] = url
-            log = self._stream_build(spec, tag, build_args)
+            log = self.stream_build(spec, tag, build_args, self._labels(spec))
 
         image = self.client.images.get(tag)
         try:
-            self._self_test(spec, tag)
+            self.self_test(spec.name, tag)
+            self.smoke_test(spec.name, tag)
         except ImageBuildError:
             self.client.images.remove(tag, force=True)
             raise
@@ -164,8 +165,12 @@ class ImageBuilder:
         logger.debug("build log of %s: %d lines", spec.name, len(log))
         return BuiltImage(spec.name, tag, str(image.id), True, seconds, size)
 
-    def _stream_build(
-        self, spec: ImageSpec, tag: str, build_args: dict[str, str]
+    def stream_build(
+        self,
+        spec: ImageSpec,
+        tag: str,
+        build_args: dict[str, str],
+        labels: dict[str, str],
     ) -> list[str]:
         """Run the docker build, streaming its output; raise with its end."""
         log: list[str] = []
@@ -174,7 +179,7 @@ class ImageBuilder:
             dockerfile=spec.dockerfile,
             tag=tag,
             buildargs=build_args,
-            labels=self._labels(spec),
+            labels=labels,
             network_mode="host",
             rm=True,
             forcerm=True,
@@ -198,27 +203,41 @@ class ImageBuilder:
                 )
         return log
 
-    def _self_test(self, spec: ImageSpec, tag: str) -> None:
+    def self_test(self, name: str, tag: str, *, custom: bool = False) -> None:
         """Run the image's own check; it fails the build when anything clashes."""
-        self.printer(f"  checking {spec.repository}: pip check, lock, imports")
+        self.printer(f"  checking {name}: pip check, lock, extras, imports")
+        command = ["python", "-m", "zenml.images.selftest"]
+        if custom:
+            command.append("--custom")
         try:
             output = self.client.containers.run(
-                tag,
-                ["python", "-m", "zenml.images.selftest"],
-                remove=True,
-                network_mode="none",
-                stderr=True,
+                tag, command, remove=True, network_mode="none", stderr=True
             )
         except docker.errors.ContainerError as exc:
             stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
             raise ImageBuildError(
-                f"image {spec.name!r} built but failed its self-test, so it was "
+                f"image {name!r} built but failed its self-test, so it was "
                 f"not tagged:\n{stderr.strip()}",
-                image=spec.name,
+                image=name,
                 build_log=stderr,
             ) from exc
         for line in output.decode(errors="replace").splitlines():
-            self.printer(f"  {spec.name} | {line}")
+            self.printer(f"  {name} | {line}")
+
+    def smoke_test(self, name: str, tag: str) -> None:
+        """Run a one-step pipeline in the new image through the launcher."""
+        from zenml.images.smoke import run_smoke_pipeline
+
+        self.printer(f"  smoke pipeline in {tag}")
+        try:
+            answer = run_smoke_pipeline(self.client, tag)
+        except ZenMLError as exc:
+            raise ImageBuildError(
+                f"image {name!r} built but its smoke pipeline failed, so it was "
+                f"not tagged: {exc}",
+                image=name,
+            ) from exc
+        self.printer(f"  {name} | smoke pipeline ran: {answer}")
 
     def _labels(self, spec: ImageSpec) -> dict[str, str]:
         lock = spec.lock_path.read_bytes() if spec.lock_path.is_file() else b""
@@ -266,12 +285,6 @@ def _recorded_parent(client: docker.DockerClient) -> str:
     except docker.errors.ImageNotFound:
         labels = {}
     return labels.get(f"{LABEL_PREFIX}.parent") or DEFAULT_PARENT
-
-
-def _default_wheelhouse() -> Path:
-    root = source_root()
-    base = root if root is not None else Path.cwd()
-    return base / ".zenml" / "wheelhouse"
 
 
 def _git_revision() -> str:

@@ -55,15 +55,13 @@ def installed() -> dict[str, str]:
 
 
 def lock_problems(lock: Path, found: dict[str, str], strict: bool) -> list[str]:
-    """Differences between what the lock pins and what is installed."""
+    """Differences between what the lock pins and what is installed.
+
+    `strict` also flags packages the lock does not know, for zenml's own
+    images; an image built FROM one may add packages but change none.
+    """
     problems = []
-    pinned: dict[str, str] = {}
-    for line in lock.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "--")):
-            continue
-        name, _, version = line.split()[0].partition("==")
-        pinned[_canonical(name)] = version
+    pinned = _pins(lock)
     for name, version in sorted(pinned.items()):
         if name not in found:
             problems.append(f"{name}=={version} is in the lock but not installed")
@@ -126,6 +124,40 @@ def _extras_text(extras: set[str]) -> str:
     return f"[{','.join(sorted(extras))}]" if extras else ""
 
 
+def added_modules(lock: Path) -> tuple[str, ...]:
+    """Top-level modules of distributions installed on top of `lock`'s pins."""
+    pinned = set(_pins(lock))
+    modules: list[str] = []
+    for dist in metadata.distributions():
+        if _canonical(dist.metadata["Name"]) in pinned | _ALWAYS_ALLOWED:
+            continue
+        top_level = dist.read_text("top_level.txt")
+        if top_level:
+            names = top_level.split()
+        else:
+            names = sorted(
+                {
+                    str(f).split("/")[0].removesuffix(".py")
+                    for f in dist.files or []
+                    if "/" in str(f)
+                    and str(f).endswith("__init__.py")
+                    and ".dist-info" not in str(f)
+                }
+            )
+        modules += [n for n in names if n.isidentifier() and not n.startswith("_")]
+    return tuple(dict.fromkeys(modules))
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    pinned: dict[str, str] = {}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "--")):
+            name, _, version = line.split()[0].partition("==")
+            pinned[_canonical(name)] = version
+    return pinned
+
+
 def import_problems(modules: tuple[str, ...]) -> list[str]:
     problems = []
     for module in modules:
@@ -142,7 +174,10 @@ def import_problems(modules: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Exit 1 naming every problem; `--custom` for an image FROM a zenml image."""
+    args = sys.argv[1:] if argv is None else argv
+    custom = "--custom" in args
     image = os.environ.get(IMAGE_ENV, "base")
     problems: list[str] = []
 
@@ -154,16 +189,20 @@ def main() -> int:
 
     lock = LOCK_DIR / f"{image}.lock"
     if lock.is_file():
-        problems += lock_problems(lock, installed(), strict=image in KEY_MODULES)
+        problems += lock_problems(lock, installed(), strict=not custom)
 
     extra = EXTRAS.get(image)
     problems += extra_problems("zenml", {extra} if extra else set())
 
-    modules = tuple(dict.fromkeys(KEY_MODULES["base"] + KEY_MODULES.get(image, ())))
+    modules = KEY_MODULES["base"] + KEY_MODULES.get(image, ())
+    if custom and lock.is_file():
+        modules += added_modules(lock)
+    modules = tuple(dict.fromkeys(modules))
     problems += import_problems(modules)
 
     if problems:
-        print(f"image {image!r} failed its self-test:", file=sys.stderr)
+        what = f"an image FROM zenml/{image}" if custom else f"image {image!r}"
+        print(f"{what} failed its self-test:", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1

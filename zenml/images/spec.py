@@ -89,9 +89,6 @@ def source_hash() -> str:
         if path.suffix in (".py", ".typed", ".json", ".yaml", ".txt"):
             digest.update(str(path.relative_to(package)).encode())
             digest.update(path.read_bytes())
-    project = source_root()
-    if project is not None:
-        digest.update((project / "pyproject.toml").read_bytes())
     return digest.hexdigest()
 
 

@@ -66,9 +66,14 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
             image=spec.name,
             build_log=done.stderr,
         )
-    report = json.loads(done.stdout)
+    return lock_text(done.stdout)
+
+
+def lock_text(report: str) -> str:
+    """A lock from pip's JSON installation report: exact pins, sha256 noted."""
     lines = []
-    for item in sorted(report["install"], key=lambda i: i["metadata"]["name"].lower()):
+    items = json.loads(report)["install"]
+    for item in sorted(items, key=lambda i: i["metadata"]["name"].lower()):
         name = item["metadata"]["name"]
         if name.lower() == "zenml":
             continue
@@ -79,6 +84,12 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
         lines.append(line)
     python = ".".join(map(str, sys.version_info[:2]))
     return LOCK_HEADER.format(python=python) + "\n".join(lines) + "\n"
+
+
+def default_wheelhouse() -> Path:
+    """`.zenml/wheelhouse` of the checkout (or of the current folder)."""
+    root = source_root()
+    return (root if root is not None else Path.cwd()) / ".zenml" / "wheelhouse"
 
 
 def pins(lock: Path) -> list[str]:

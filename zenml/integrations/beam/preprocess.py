@@ -169,26 +169,29 @@ def apply_stats(df: pd.DataFrame, stats: PreprocessStats) -> pd.DataFrame:
             f"{list(stats.input_columns)}."
         )
 
-    columns: dict[str, Any] = {}
+    # One block, a row per feature, which the frame wraps without copying.
+    features = np.zeros((len(stats.feature_columns), len(df)), dtype=np.float64)
+    row = 0
     for num in stats.numeric:
         values = _as_float(df[num.name])
         values = np.where(np.isnan(values), num.mean, values)
-        columns[num.name] = (values - num.mean) / num.scale
+        features[row] = (values - num.mean) / num.scale
+        row += 1
 
     for cat in stats.categorical:
-        text = _as_text(df[cat.name]).fillna(cat.mode)
-        # Unseen values get code -1 and so a row of zeros.
-        codes = pd.Categorical(text, categories=list(cat.vocabulary)).codes
-        one_hot = np.zeros((len(df), len(cat.vocabulary)), dtype=np.float64)
-        seen = codes >= 0
-        one_hot[np.flatnonzero(seen), codes[seen]] = 1.0
-        for position, name in enumerate(cat.output_columns):
-            columns[name] = one_hot[:, position]
+        codes = _vocabulary_codes(df[cat.name], cat)
+        # Unseen values have code -1 and so a row of zeros.
+        seen = np.flatnonzero(codes >= 0)
+        features[row + codes[seen], seen] = 1.0
+        row += len(cat.vocabulary)
 
+    result = pd.DataFrame(
+        features.T, index=df.index, columns=list(stats.feature_columns)
+    )
     for name in stats.passthrough:
         if name in df.columns:
-            columns[name] = df[name].array
-    return pd.DataFrame(columns, index=df.index)
+            result[name] = df[name].array
+    return result
 
 
 def bind_map(fn: Callable[..., R], *args: Any, **kwargs: Any) -> Callable[[Any], R]:
@@ -342,8 +345,10 @@ def _write_input_batches(
     for name, df in splits.items():
         split_dir = input_dir / name
         split_dir.mkdir(parents=True)
+        # Selected once per split: inside the loop each batch would copy the split.
+        selected = df[columns]
         for number, start in enumerate(range(0, len(df), batch_size)):
-            batch = df[columns].iloc[start : start + batch_size].copy()
+            batch = selected.iloc[start : start + batch_size].copy()
             batch.index = pd.RangeIndex(start, start + len(batch))
             path = split_dir / f"batch-{number:05d}.pkl"
             _write_pickle_atomically(path, batch)
@@ -391,13 +396,13 @@ def _partial_stats(
         mean = float(values.mean()) if len(values) else 0.0
         m2 = float(((values - mean) ** 2).sum()) if len(values) else 0.0
         numeric_parts[column] = (int(len(values)), mean, m2)
-    categorical_parts = {
-        column: {
-            str(value): int(count)
-            for value, count in _as_text(batch[column]).value_counts().items()
+    categorical_parts = {}
+    for column in categorical:
+        codes, texts = _text_codes(batch[column])
+        counts = np.bincount(codes[codes >= 0], minlength=len(texts))
+        categorical_parts[column] = {
+            text: int(count) for text, count in zip(texts, counts, strict=True)
         }
-        for column in categorical
-    }
     return number, {"numeric": numeric_parts, "categorical": categorical_parts}
 
 
@@ -477,6 +482,26 @@ def _as_float(values: pd.Series) -> np.ndarray:
 def _as_text(values: pd.Series) -> pd.Series:
     """Values as ``str``, with missing values kept as missing."""
     return values.astype(str).where(values.notna(), None)
+
+
+def _vocabulary_codes(values: pd.Series, cat: CategoricalColumnStats) -> np.ndarray:
+    """Vocabulary positions of the values; the mode's where missing, -1 if unseen."""
+    codes, texts = _text_codes(values)
+    position = {value: number for number, value in enumerate(cat.vocabulary)}
+    lookup = [position.get(text, -1) for text in texts]
+    # Missing values have code -1, which picks this last entry.
+    lookup.append(position.get(cat.mode, -1))
+    return np.asarray(lookup, dtype=np.intp)[codes]
+
+
+def _text_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes of the values compared as text, -1 where missing, and the texts coded."""
+    # Strings are coded as they are, several times faster than converting first;
+    # other values (1 and 1.0 are equal but print differently) are converted.
+    if pd.api.types.infer_dtype(values, skipna=True) != "string":
+        values = _as_text(values)
+    codes, uniques = pd.factorize(values)
+    return codes, [str(value) for value in uniques]
 
 
 def _read_pickle(path: str) -> pd.DataFrame:

@@ -66,7 +66,7 @@ def _client(client: Any | None) -> Any:
     if client is not None:
         return client
     try:
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ImportError(
             "copying to and from gs:// needs google-cloud-storage; "

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from google.cloud import aiplatform_v1 as aip
@@ -170,12 +170,12 @@ def custom_job(
     pipeline: str,
     run_id: str,
     step: StepSpec,
-    task_file: PurePosixPath | str,
+    task_file: PurePath | str,
     environment: Mapping[str, str],
     settings: VertexSettings,
 ) -> aip.CustomJob:
     """The CustomJob that runs `step` from `task_file`, a path under the mount."""
-    task_path = PurePosixPath(task_file)
+    task_path = PurePosixPath(str(task_file))
     if not task_path.is_relative_to(settings.mount_root):
         raise ValueError(
             f"task file {task_path} is outside {settings.mount_root}, where "
@@ -479,10 +479,12 @@ def _check_step(step: StepSpec, settings: VertexSettings) -> aip.AcceleratorType
 
 
 def _accelerator(name: str) -> aip.AcceleratorType:
+    # proto-plus enums are IntEnums at run time, which their stubs do not say.
+    kinds: Any = aip.AcceleratorType
     try:
-        return aip.AcceleratorType[name]
+        return kinds[name]  # type: ignore[no-any-return]
     except KeyError:
-        known = [a.name for a in aip.AcceleratorType if a.value]
+        known = [a.name for a in kinds if a.value]
         raise ValueError(
             f"accelerator type {name!r} is unknown to Vertex AI; use one of {known}"
         ) from None

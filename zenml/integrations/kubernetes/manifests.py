@@ -32,6 +32,8 @@ from kubernetes import client as k8s
 from zenml.artifacts import META_FILE, ArtifactStore
 from zenml.entrypoint import TASK_FILE, Task
 from zenml.images import catalogue
+
+# One naming rule for pushed images everywhere; the module needs no Google library.
 from zenml.integrations.gcp.registry import check_registry, registry_image
 from zenml.runs import step_environment
 from zenml.spec import PipelineSpec, Resources, StepSpec

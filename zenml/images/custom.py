@@ -1,0 +1,193 @@
+"""Images of your own, FROM one of zenml's, built with every check zenml's get.
+
+A custom image is a Dockerfile whose parent is a zenml image and, beside it,
+an optional `requirements.txt`. Before anything is built, the requirements are
+resolved on the host together with everything the parent holds, so a clash is
+reported at once, naming both requirement lines. The build installs from the
+host's wheelhouse, and the image must pass the self-test and a smoke pipeline
+before it keeps its tag.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+import zenml
+from zenml.exceptions import ImageBuildError
+from zenml.images import wheelhouse
+from zenml.images.builder import ImageBuilder
+from zenml.images.spec import ImageSpec
+
+REQUIREMENTS = "requirements.txt"
+_FROM_ZENML = re.compile(r"zenml/([a-z0-9_-]+)")
+_USER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class CustomImage:
+    """A user's Dockerfile, the zenml image it builds FROM, and its tag."""
+
+    dockerfile: Path
+    tag: str
+    parent: str
+    user: str | None = None
+
+    @property
+    def context(self) -> Path:
+        return self.dockerfile.parent
+
+    @property
+    def requirements(self) -> Path | None:
+        path = self.context / REQUIREMENTS
+        return path if path.is_file() else None
+
+    @classmethod
+    def from_dockerfile(
+        cls,
+        dockerfile: Path,
+        tag: str,
+        parent: str | None = None,
+        user: str | None = None,
+    ) -> CustomImage:
+        """Read which zenml image the Dockerfile builds FROM, unless given."""
+        if not dockerfile.is_file():
+            raise ImageBuildError(f"Dockerfile {dockerfile} does not exist", image=tag)
+        if parent is None:
+            text = dockerfile.read_text(encoding="utf-8")
+            found = _FROM_ZENML.search(text)
+            if found is None:
+                raise ImageBuildError(
+                    f"{dockerfile} does not build FROM a zenml image; start it "
+                    "with `ARG BASE=zenml/base:VERSION` and `FROM ${BASE}`, or "
+                    "name the parent with --from",
+                    image=tag,
+                )
+            parent = found.group(1)
+        return cls(dockerfile.resolve(), tag, parent, user)
+
+
+def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
+    """Check, build, self-test and smoke-test `image`; returns its image id."""
+    client = builder.client
+    parent_spec = builder.specs.get(image.parent)
+    if parent_spec is None:
+        raise ImageBuildError(
+            f"{image.dockerfile} builds FROM zenml/{image.parent}, which zenml "
+            f"does not build; use one of {sorted(builder.specs)}",
+            image=image.tag,
+        )
+    parent = builder.find(image.parent)
+    if parent is None:
+        raise ImageBuildError(
+            f"the parent image zenml/{image.parent} is not built for this zenml; "
+            f"build it first with `zenml image build {image.parent}`",
+            image=image.tag,
+        )
+    if image.user is not None and not _USER.match(image.user):
+        raise ImageBuildError(
+            f"user name {image.user!r} is not valid; use lower-case letters, "
+            "digits, _ and -, starting with a letter",
+            image=image.tag,
+        )
+
+    lock = _resolve(image, parent_spec)
+    builder.printer(f"Building {image.tag} FROM {parent.tag}")
+    wheels = builder.wheelhouse_dir or wheelhouse.default_wheelhouse()
+    wheelhouse.fill(wheels, [lock])
+    spec = ImageSpec(
+        name=image.tag, context=image.context, dockerfile=image.dockerfile.name
+    )
+    args = {"BASE": parent.tag, "ZENML_VERSION": zenml.__version__}
+    with wheelhouse.serve(wheels) as url:
+        args["WHEELS"] = url
+        builder.stream_build(
+            spec,
+            image.tag,
+            args,
+            labels={
+                "org.zenml.integration": f"custom:{image.parent}",
+                "org.opencontainers.image.version": zenml.__version__,
+            },
+        )
+    try:
+        if image.user is not None:
+            _run_as(builder, image)
+        builder.self_test(image.tag, image.tag, custom=True)
+        builder.smoke_test(image.tag, image.tag)
+    except ImageBuildError:
+        client.images.remove(image.tag, force=True)
+        raise
+    built = client.images.get(image.tag)
+    builder.printer(f"Built {image.tag}: {built.attrs.get('Size', 0) / 1e6:.0f} MB")
+    return str(built.id)
+
+
+def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
+    """The image's full lock: the parent's pins and the requirements, resolved."""
+    lock = Path(tempfile.mkdtemp(prefix="zenml-custom-")) / "requirements.lock"
+    if image.requirements is None:
+        lock.write_text(parent.lock_path.read_text(encoding="utf-8"))
+        return lock
+    command = [
+        *wheelhouse.pip_command(),
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        "-",
+        "-r",
+        str(parent.lock_path),
+        "-r",
+        str(image.requirements),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(
+            f"{image.requirements} cannot be installed in zenml/{parent.name}: "
+            "its requirements clash with what the parent holds. pip says:\n"
+            f"{done.stderr.strip()}\n\nNothing was built. Drop or relax one of "
+            "the clashing requirements, or put the steps that need them in "
+            "separate images (one image per integration).",
+            image=image.tag,
+            build_log=done.stderr,
+        )
+    lock.write_text(wheelhouse.lock_text(done.stdout), encoding="utf-8")
+    return lock
+
+
+def _run_as(builder: ImageBuilder, image: CustomImage) -> None:
+    """Make `image.user` the image's user, creating it when the image lacks it."""
+    user = image.user
+    assert user is not None
+    dockerfile = "\n".join(
+        [
+            f"FROM {image.tag}",
+            "USER root",
+            f"RUN id -u {user} >/dev/null 2>&1"
+            f" || useradd --create-home --gid zenml {user}",
+            f"USER {user}",
+            "",
+        ]
+    )
+    builder.printer(f"  setting the image's user to {user}")
+    try:
+        builder.client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()),
+            tag=image.tag,
+            rm=True,
+            network_mode="none",
+        )
+    except docker.errors.BuildError as exc:
+        raise ImageBuildError(
+            f"could not make {user!r} the user of {image.tag}: {exc}",
+            image=image.tag,
+        ) from exc
