@@ -171,6 +171,225 @@ def pipeline_compile(
     )
 
 
+@pipeline.command("export")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--orchestrator",
+    "-O",
+    type=click.Choice(["kubernetes", "gcp-vm"]),
+    required=True,
+    help="What to export the run for.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The file to write (YAML or JSON).",
+)
+@click.option("--name", help="Which pipeline, where the file defines several.")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--run-id", help="The run id the resources carry (default: a new one).")
+@click.option(
+    "--artifact-root",
+    help="kubernetes: the artifact store's path in the "
+    "pods, mounted from --claim (default: this repository's store).",
+)
+@click.option(
+    "--claim",
+    default="zenml-artifacts",
+    show_default=True,
+    help="kubernetes: the PersistentVolumeClaim holding the artifact store.",
+)
+@click.option("--namespace", default="default", show_default=True)
+@click.option(
+    "--registry",
+    help="Registry prefix the images were pushed to, e.g. "
+    "europe-docker.pkg.dev/PROJECT/REPO.",
+)
+@click.option("--project", help="gcp-vm: the Google Cloud project.")
+@click.option("--zone", help="gcp-vm: the zone of the VM.")
+@click.option("--results", help="gcp-vm: gs:// folder for each run's results.")
+@_friendly_errors
+def pipeline_export(
+    target: Path,
+    orchestrator: str,
+    output: Path,
+    name: str | None,
+    params: tuple[str, ...],
+    run_id: str | None,
+    artifact_root: str | None,
+    claim: str,
+    namespace: str,
+    registry: str | None,
+    project: str | None,
+    zone: str | None,
+    results: str | None,
+) -> None:
+    """Write what a remote orchestrator needs to run a pipeline, without running it."""
+    from zenml.integrations.registry import require
+    from zenml.runs import new_run_id
+
+    spec, _ = _load_spec(target, name, params)
+    run_id = run_id or new_run_id()
+    if orchestrator == "kubernetes":
+        require("kubernetes", "exporting to Kubernetes")
+        from zenml.integrations.kubernetes.manifests import (
+            KubernetesSettings,
+            export_manifests,
+            write_manifests,
+        )
+
+        root = artifact_root or str(Repository.find_or_init().artifact_root)
+        try:
+            settings = KubernetesSettings(
+                artifact_root=root,
+                claim_name=claim,
+                namespace=namespace,
+                image_registry=registry,
+            )
+        except ValueError as exc:
+            raise ZenMLError(str(exc)) from exc
+        manifests = export_manifests(spec, run_id, settings)
+        write_manifests(manifests, output)
+        out.print(
+            f"wrote {len(manifests)} Jobs of run {run_id} to {output}; "
+            f"apply with `kubectl apply -f {output}`"
+        )
+        return
+    require("gcp", "exporting to a Google Cloud VM")
+    from google.cloud import compute_v1
+
+    from zenml.integrations.gcp.compute import ComputeSettings, instance_request
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--project", project),
+            ("--zone", zone),
+            ("--registry", registry),
+            ("--results", results),
+        )
+        if not value
+    ]
+    if missing:
+        raise ZenMLError(f"--orchestrator gcp-vm needs {', '.join(missing)}")
+    try:
+        settings_vm = ComputeSettings(
+            project=str(project),
+            zone=str(zone),
+            image_registry=str(registry),
+            results=str(results),
+        )
+        request = instance_request(spec, run_id, settings_vm)
+    except ValueError as exc:
+        raise ZenMLError(str(exc)) from exc
+    output.write_text(
+        compute_v1.InsertInstanceRequest.to_json(request), encoding="utf-8"
+    )
+    out.print(f"wrote the instances.insert request of run {run_id} to {output}")
+
+
+# Integrations ------------------------------------------------------------
+
+
+@main.group()
+def integration() -> None:
+    """What each integration needs, and what installs together."""
+
+
+@integration.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@_friendly_errors
+def integration_list(as_json: bool) -> None:
+    """Each integration: its extra, whether it is installed, its image, built or not."""
+    from zenml.integrations.registry import INTEGRATIONS
+
+    built = _built_images()
+    rows: list[dict[str, Any]] = [
+        {
+            "name": i.name,
+            "extra": f"zenml[{i.extra}]",
+            "installed": i.installed(),
+            "image": f"zenml/{i.image}" if i.image else None,
+            "image_built": built.get(i.image) if i.image else None,
+            "backends": i.backends,
+        }
+        for i in INTEGRATIONS.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("integration", "extra", "installed", "image", "built", "backends")
+    for row in rows:
+        state = {True: "yes", False: "no", None: "-"}
+        table.add_row(
+            row["name"],
+            row["extra"],
+            state[row["installed"]],
+            row["image"] or "-",
+            state[row["image_built"]],
+            row["backends"],
+        )
+    out.print(table)
+
+
+def _built_images() -> dict[str, bool | None]:
+    """Which of zenml's images are current on the daemon; None without one."""
+    from zenml.images.spec import source_root
+
+    if source_root() is None:
+        return {}
+    try:
+        from zenml.orchestrators.docker import connect
+
+        builder = _builder(None, None)
+        connect()
+    except ZenMLError:
+        return {}
+    return {name: builder.find(name) is not None for name in builder.specs}
+
+
+@integration.command("matrix")
+@click.option(
+    "--requirements",
+    "-r",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check each integration with this requirements file.",
+)
+@_friendly_errors
+def integration_matrix(requirements: Path | None) -> None:
+    """Resolve every pair of integrations (nothing is built) and print a table."""
+    from zenml.images.spec import source_root
+    from zenml.integrations.registry import INTEGRATIONS, matrix
+
+    root = source_root()
+    if root is None:
+        raise ZenMLError(
+            "the matrix resolves zenml's extras from its source "
+            "checkout; run it from a clone with `pip install -e .`"
+        )
+    names = list(INTEGRATIONS)
+    results = matrix(root, names, requirements)
+    table = Table("", *names, *([requirements.name] if requirements else []))
+    verdict = {(r.left, r.right): r for r in results}
+    verdict.update({(r.right, r.left): r for r in results})
+    for left in names:
+        cells = []
+        for right in [*names, *([requirements.name] if requirements else [])]:
+            found = verdict.get((left, right))
+            cells.append("-" if found is None else "ok" if found.ok else "CLASH")
+        table.add_row(left, *cells)
+    out.print(table)
+    for result in results:
+        if not result.ok:
+            out.print(
+                f"[red]{result.left} + {result.right}[/]: {result.reason}",
+                markup=True,
+                highlight=False,
+            )
+
+
 # Runs --------------------------------------------------------------------
 
 

@@ -151,17 +151,58 @@ def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
+        why = _explain(parent, image.requirements)
         raise ImageBuildError(
             f"{image.requirements} cannot be installed in zenml/{parent.name}: "
             "its requirements clash with what the parent holds. pip says:\n"
-            f"{done.stderr.strip()}\n\nNothing was built. Drop or relax one of "
-            "the clashing requirements, or put the steps that need them in "
+            f"{done.stderr.strip()}\n{why}\nNothing was built. Drop or relax one "
+            "of the clashing requirements, or put the steps that need them in "
             "separate images (one image per integration).",
             image=image.tag,
             build_log=done.stderr,
         )
     lock.write_text(wheelhouse.lock_text(done.stdout), encoding="utf-8")
     return lock
+
+
+def _explain(parent: ImageSpec, requirements: Path) -> str:
+    """Who asks for what: the clash resolved against the parent's own ranges.
+
+    Against the parent's exact pins pip can only say that two versions differ;
+    against the ranges the parent's packages declare, it names the requirers.
+    """
+    from zenml.images.spec import source_root
+
+    root = source_root()
+    if root is None or parent.extra is None:
+        return ""
+    command = [
+        *wheelhouse.pip_command(),
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        f"zenml[{parent.extra}] @ {root.as_uri()}",
+        "-r",
+        str(requirements),
+    ]
+    if parent.requirements_path.is_file():
+        command += ["-r", str(parent.requirements_path)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == 0:
+        return ""
+    lines = done.stderr.splitlines()
+    start = next(
+        (n for n, line in enumerate(lines) if "conflict is caused by" in line), None
+    )
+    if start is None:
+        return ""
+    causes = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.lstrip().startswith(("To fix", "Additionally")):
+            break
+        causes.append(line.strip())
+    return "Who asks for what:\n" + "\n".join(f"  {c}" for c in causes) + "\n"
 
 
 def _run_as(builder: ImageBuilder, image: CustomImage) -> None:

@@ -190,7 +190,9 @@ def apply_stats(df: pd.DataFrame, stats: PreprocessStats) -> pd.DataFrame:
     )
     for name in stats.passthrough:
         if name in df.columns:
-            result[name] = df[name].array
+            # A Series on the same index is set without the element checks that
+            # a bare array of objects goes through.
+            result[name] = df[name]
     return result
 
 
@@ -243,17 +245,15 @@ def preprocess(
     for stale in (input_dir, output_dir):
         shutil.rmtree(stale, ignore_errors=True)
     stats_path.unlink(missing_ok=True)
-    columns = [*numeric_columns, *categorical_columns, *passthrough_columns]
-    batches = _write_input_batches(splits, columns, input_dir, batch_size)
-    train_batches = [b for b in batches if b[0] == train_split]
     numeric, categorical = list(numeric_columns), list(categorical_columns)
+    batches = _write_input_batches(splits, numeric, categorical, input_dir, batch_size)
 
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     refs = pipeline | "ListBatches" >> beam.Create(batches)
     stats = (
-        pipeline
-        | "ListTrainBatches" >> beam.Create(train_batches)
+        refs
+        | "TrainBatches" >> beam.Filter(_in_split, train_split)
         | "PartialStats" >> beam.Map(_partial_stats, numeric, categorical)
         | "CollectPartials" >> beam.combiners.ToList()
         | "MergeStats"
@@ -335,18 +335,25 @@ def _check_arguments(
 
 def _write_input_batches(
     splits: Mapping[str, pd.DataFrame],
-    columns: list[str],
+    numeric: list[str],
+    categorical: list[str],
     input_dir: Path,
     batch_size: int,
 ) -> list[_BatchRef]:
     # The pandas index of each batch is the row's position in its split; the
     # output is sorted by it, so the order does not depend on the runner.
+    # Passthrough columns stay here: they are added back when the output is read.
     refs: list[_BatchRef] = []
     for name, df in splits.items():
         split_dir = input_dir / name
         split_dir.mkdir(parents=True)
         # Selected once per split: inside the loop each batch would copy the split.
-        selected = df[columns]
+        selected = df[[*numeric, *categorical]]
+        for column in categorical:
+            # Text as categories makes files smaller and saves the workers from
+            # coding every value; other values are left for _text_codes to convert.
+            if _holds_text(selected[column]):
+                selected[column] = selected[column].astype("category")
         for number, start in enumerate(range(0, len(df), batch_size)):
             batch = selected.iloc[start : start + batch_size].copy()
             batch.index = pd.RangeIndex(start, start + len(batch))
@@ -380,7 +387,13 @@ def _read_output_split(
         return apply_stats(original, stats)
     combined = pd.concat(frames).sort_index(kind="stable")
     combined.index = original.index
+    for column in stats.passthrough:
+        combined[column] = original[column]
     return combined
+
+
+def _in_split(ref: _BatchRef, split: str) -> bool:
+    return ref[0] == split
 
 
 def _partial_stats(
@@ -399,10 +412,13 @@ def _partial_stats(
     categorical_parts = {}
     for column in categorical:
         codes, texts = _text_codes(batch[column])
-        counts = np.bincount(codes[codes >= 0], minlength=len(texts))
-        categorical_parts[column] = {
-            text: int(count) for text, count in zip(texts, counts, strict=True)
-        }
+        counts: dict[str, int] = {}
+        for text, count in zip(
+            texts, np.bincount(codes[codes >= 0], minlength=len(texts)), strict=True
+        ):
+            if count:
+                counts[text] = counts.get(text, 0) + int(count)
+        categorical_parts[column] = counts
     return number, {"numeric": numeric_parts, "categorical": categorical_parts}
 
 
@@ -495,13 +511,25 @@ def _vocabulary_codes(values: pd.Series, cat: CategoricalColumnStats) -> np.ndar
 
 
 def _text_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Codes of the values compared as text, -1 where missing, and the texts coded."""
+    """Codes of the values compared as text, -1 where missing, and the texts coded.
+
+    A text can have several codes, and a category no row has is still coded.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        if _holds_text(values.cat.categories):
+            return values.cat.codes.to_numpy(), list(values.cat.categories)
     # Strings are coded as they are, several times faster than converting first;
     # other values (1 and 1.0 are equal but print differently) are converted.
-    if pd.api.types.infer_dtype(values, skipna=True) != "string":
-        values = _as_text(values)
-    codes, uniques = pd.factorize(values)
-    return codes, [str(value) for value in uniques]
+    elif _holds_text(values):
+        codes, uniques = pd.factorize(values)
+        return codes, list(uniques)
+    codes, uniques = pd.factorize(_as_text(values))
+    return codes, list(uniques)
+
+
+def _holds_text(values: pd.Series | pd.Index) -> bool:
+    """Whether every value that is not missing is a ``str``."""
+    return pd.api.types.infer_dtype(values, skipna=True) == "string"
 
 
 def _read_pickle(path: str) -> pd.DataFrame:
