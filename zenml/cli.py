@@ -14,6 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Column, Table
 
 import zenml
@@ -325,7 +326,7 @@ def integration_list(as_json: bool) -> None:
         state = {True: "yes", False: "no", None: "-"}
         table.add_row(
             row["name"],
-            row["extra"],
+            escape(row["extra"]),
             state[row["installed"]],
             row["image"] or "-",
             state[row["image_built"]],

@@ -347,13 +347,11 @@ def _write_input_batches(
     for name, df in splits.items():
         split_dir = input_dir / name
         split_dir.mkdir(parents=True)
-        # Selected once per split: inside the loop each batch would copy the split.
-        selected = df[[*numeric, *categorical]]
-        for column in categorical:
-            # Text as categories makes files smaller and saves the workers from
-            # coding every value; other values are left for _text_codes to convert.
-            if _holds_text(selected[column]):
-                selected[column] = selected[column].astype("category")
+        # Text as categories makes files smaller and saves the workers from coding
+        # every value; other values are left for _text_codes to convert. Done once
+        # per split: inside the loop each batch would copy the split.
+        text = {column: "category" for column in categorical if _holds_text(df[column])}
+        selected = df[[*numeric, *categorical]].astype(text)
         for number, start in enumerate(range(0, len(df), batch_size)):
             batch = selected.iloc[start : start + batch_size].copy()
             batch.index = pd.RangeIndex(start, start + len(batch))
