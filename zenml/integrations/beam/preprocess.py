@@ -340,8 +340,8 @@ def _write_input_batches(
     input_dir: Path,
     batch_size: int,
 ) -> list[_BatchRef]:
-    # The pandas index of each batch is the row's position in its split; the
-    # output is sorted by it, so the order does not depend on the runner.
+    # The pandas index of each batch is the row's position in its split. The
+    # output is read back in batch order, so the order does not depend on the runner.
     # Passthrough columns stay here: they are added back when the output is read.
     refs: list[_BatchRef] = []
     for name, df in splits.items():
@@ -383,7 +383,8 @@ def _read_output_split(
     if not frames:
         # An empty split has no batches but still gets the right columns.
         return apply_stats(original, stats)
-    combined = pd.concat(frames).sort_index(kind="stable")
+    # Batch after batch, each in row order: the rows are already in split order.
+    combined = pd.concat(frames)
     combined.index = original.index
     for column in stats.passthrough:
         combined[column] = original[column]
@@ -516,9 +517,9 @@ def _text_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     if isinstance(values.dtype, pd.CategoricalDtype):
         if _holds_text(values.cat.categories):
             return values.cat.codes.to_numpy(), list(values.cat.categories)
-    # Strings are coded as they are, several times faster than converting first;
-    # other values (1 and 1.0 are equal but print differently) are converted.
     elif _holds_text(values):
+        # Strings are coded as they are, several times faster than converting
+        # first; other values are not (1 and 1.0 are equal but print differently).
         codes, uniques = pd.factorize(values)
         return codes, list(uniques)
     codes, uniques = pd.factorize(_as_text(values))
