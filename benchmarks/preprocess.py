@@ -7,7 +7,7 @@ seeded generator, missing values included, with small seeded noise on the four
 measurements (``year`` stays a whole year), cut 60/20/20 into train, eval and
 test. Both versions fit on train and transform all three splits, from the raw
 frames in memory to the transformed frames in memory: the pandas one on one core,
-zenml's whole ``preprocess`` call on the DirectRunner, batch files in a temporary
+zenml's whole ``preprocess`` call on Beam's in-process runner, batch files in a temporary
 work_dir included. Their outputs are checked for equality before anything is
 timed; the runs then alternate and the median of each is reported as rows per
 second, with the ratio (goal: Beam at least a third of pandas).
@@ -128,8 +128,11 @@ def largest_difference(expected: Splits, actual: Splits) -> float:
     largest = 0.0
     for name, want in expected.items():
         got = actual[name]
-        assert list(got.columns) == list(want.columns), (name, list(got.columns))
-        assert got.index.equals(want.index), name
+        if list(got.columns) != list(want.columns) or not got.index.equals(want.index):
+            raise AssertionError(
+                f"Split {name!r}: columns {list(got.columns)} and the index should "
+                f"be {list(want.columns)} and the input's index."
+            )
         exact = [column for column in want.columns if column not in NUMERIC]
         pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
         gap = np.abs(got[NUMERIC].to_numpy() - want[NUMERIC].to_numpy()).max()
@@ -156,7 +159,7 @@ def time_side_by_side(
 
 
 def report(label: str, rows: int, seconds: float, baseline: float | None) -> None:
-    line = f"{label:<34} {seconds:7.3f} s {rows / seconds:>12,.0f} rows/s"
+    line = f"{label:<37} {seconds:6.3f} s {rows / seconds:>12,.0f} rows/s"
     if baseline is not None:
         ratio = baseline / seconds
         verdict = "met" if ratio >= GOAL else "NOT met"
@@ -174,15 +177,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     deadline = time.monotonic() + SERVICE_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{log.stem} exited early; see {log}.")
+            raise RuntimeError(f"{log.stem} exited early:\n{_tail(log)}")
         try:
             with socket.create_connection(("localhost", port), timeout=1.0):
                 return
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(
-        f"{log.stem} not listening after {SERVICE_START_TIMEOUT:.0f}s; see {log}."
+        f"{log.stem} not listening after {SERVICE_START_TIMEOUT:.0f}s:\n{_tail(log)}"
     )
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    # The log lives in a temporary folder that is gone once the error is seen.
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -334,7 +343,7 @@ def main() -> None:
         )
         report("plain pandas, one core", rows, median["pandas"], None)
         report(
-            "zenml Beam preprocess, DirectRunner",
+            "zenml Beam preprocess, in process",
             rows,
             median["beam"],
             median["pandas"],

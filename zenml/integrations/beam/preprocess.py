@@ -225,10 +225,11 @@ def preprocess(
         splits: Named DataFrames, for example ``train``, ``eval`` and ``test``.
         work_dir: Folder shared with the Beam workers; its ``input`` and ``output``
             subfolders are replaced, and the stats are written to ``stats.json``.
-        options: Beam pipeline options; the in-process DirectRunner by default.
+        options: Beam pipeline options; by default Beam's in-process runner
+            (see `zenml.integrations.beam.runners`).
     """
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import StandardOptions
 
     _check_arguments(
         splits, numeric_columns, categorical_columns, passthrough_columns, train_split
@@ -236,7 +237,9 @@ def preprocess(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if options is None:
-        options = PipelineOptions(["--runner=DirectRunner"])
+        from zenml.integrations.beam.runners import beam_options
+
+        options = beam_options("direct")
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
 
     root = Path(work_dir).resolve()
