@@ -7,8 +7,8 @@ seeded generator, missing values included, with small seeded noise on the four
 measurements (``year`` stays a whole year), cut 60/20/20 into train, eval and
 test. Both versions fit on train and transform all three splits, from the raw
 frames in memory to the transformed frames in memory: the pandas one on one core,
-zenml's whole ``preprocess`` call on Beam's in-process runner, batch files in a temporary
-work_dir included. Their outputs are checked for equality before anything is
+zenml's whole ``preprocess`` call on Beam's in-process runner, batch files in a
+temporary work_dir included. Their outputs are checked for equality before anything is
 timed; the runs then alternate and the median of each is reported as rows per
 second, with the ratio (goal: Beam at least a third of pandas).
 

@@ -52,9 +52,12 @@ ensure_venv() {
   fi
   log "installing zenml ($PROFILE) into $venv"
   if [ "$PROFILE" = dev ]; then
-    # torch==2.13.0 is the CPU build the images use; Beam caps pandas below 2.4.
-    "$venv/bin/pip" install -q -e "$ZENML_ROOT[dev,beam,cortex]" "torch==2.13.0" \
-      onnx palmerpenguins httpx 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    # The images' locks pin the test environment too, so it holds the same
+    # versions (torch's CPU build included) and pip need not search.
+    local constraints="$venv/zenml-constraints.txt"
+    cat "$ZENML_ROOT"/images/*/requirements.lock | grep -v '^#' | sort -u >"$constraints"
+    "$venv/bin/pip" install -q -e "$ZENML_ROOT[dev,beam,cortex,gcp,kubernetes,pytorch]" \
+      palmerpenguins httpx -c "$constraints" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   else
     "$venv/bin/pip" install -q -e "$ZENML_ROOT" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   fi
