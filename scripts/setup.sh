@@ -44,6 +44,14 @@ ensure_docker() {
   exit 1
 }
 
+pip_install() {
+  # pip's own failure stops the set-up; only its noise about missing local
+  # index folders is left out.
+  local venv="$1"
+  shift
+  "$venv/bin/pip" install -q "$@" 2> >(grep -v '^WARNING: Location' >&2)
+}
+
 ensure_venv() {
   local venv="$ZENML_ROOT/.venv"
   if [ ! -x "$venv/bin/python" ]; then
@@ -56,10 +64,10 @@ ensure_venv() {
     # versions (torch's CPU build included) and pip need not search.
     local constraints="$venv/zenml-constraints.txt"
     cat "$ZENML_ROOT"/images/*/requirements.lock | grep -v '^#' | sort -u >"$constraints"
-    "$venv/bin/pip" install -q -e "$ZENML_ROOT[dev,beam,cortex,gcp,kubernetes,pytorch]" \
-      palmerpenguins httpx -c "$constraints" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    pip_install "$venv" -e "$ZENML_ROOT[dev,beam,cortex,gcp,kubernetes,pytorch]" \
+      palmerpenguins httpx -c "$constraints"
   else
-    "$venv/bin/pip" install -q -e "$ZENML_ROOT" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    pip_install "$venv" -e "$ZENML_ROOT"
   fi
   "$venv/bin/zenml" --version >/dev/null
   export PATH="$venv/bin:$PATH"
