@@ -127,3 +127,18 @@ def wait_for(seconds: float = 5.0, label: str = "") -> float:
 def side_by_side(seconds: float = 5.0) -> None:
     wait_for(seconds, label="a")
     wait_for(seconds, label="b")
+
+
+@step
+def slow_increment(value: int = 0, seconds: float = 0.5) -> int:
+    import time
+
+    time.sleep(seconds)
+    return value + 1
+
+
+@pipeline
+def chain(length: int = 4) -> None:
+    value = slow_increment()
+    for _ in range(length - 1):
+        value = slow_increment(value)
