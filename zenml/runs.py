@@ -252,6 +252,13 @@ class _Runner:
     def _run_step(self, step: StepSpec) -> StepOutcome:
         try:
             return self._run_step_unguarded(step)
+        except ZenMLError as exc:
+            logger.error("Step %s could not be run: %s", step.name, exc)
+            outcome = StepOutcome(status=FAILED, reason=str(exc))
+            self.metadata.finish_step(
+                self.run_id, step.name, FAILED, [], reason=outcome.reason
+            )
+            return outcome
         except Exception as exc:  # a bug here must fail the step, not hang the run
             logger.exception("step %s could not be run", step.name)
             outcome = StepOutcome(

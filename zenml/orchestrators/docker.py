@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -140,13 +141,21 @@ class DockerOrchestrator(Orchestrator):
             streamer.start()
 
             timed_out = False
+            started = time.monotonic()
             try:
                 container.wait(timeout=step.timeout)
             except (
                 requests.exceptions.ReadTimeout,
                 requests.exceptions.ConnectionError,
-            ):
-                # Over a unix socket docker-py may report the timeout either way.
+            ) as exc:
+                # Over a unix socket docker-py may report its timeout either
+                # way; a wait that ends early means the daemon went away.
+                if step.timeout is None or time.monotonic() - started < step.timeout:
+                    raise DockerUnavailableError(
+                        f"the Docker daemon stopped answering while step "
+                        f"{step.name!r} ran ({exc}); start it again and rerun "
+                        "the pipeline: steps that finished are kept and reused"
+                    ) from exc
                 timed_out = True
                 container.stop(timeout=int(self.stop_grace_period))
                 container.wait()
@@ -294,7 +303,7 @@ def _remove(container: Any) -> None:
         container.remove(force=True)
     except docker.errors.NotFound:
         pass
-    except docker.errors.APIError as exc:
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
         logger.warning("could not remove container %s: %s", container.name, exc)
 
 
