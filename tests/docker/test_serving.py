@@ -40,8 +40,9 @@ def docker_setup() -> str:
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on three numeric penguin features."""
-    palmerpenguins = pytest.importorskip("palmerpenguins")
-    trainer = pytest.importorskip("zenml.integrations.pytorch.trainer")
+    import palmerpenguins
+
+    from zenml.integrations.pytorch import trainer
 
     data = palmerpenguins.load_penguins().dropna(subset=[*FEATURES, "species"])
     frame = data[FEATURES].astype(float)
