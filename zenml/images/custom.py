@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,20 +135,9 @@ def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
     if image.requirements is None:
         lock.write_text(parent.lock_path.read_text(encoding="utf-8"))
         return lock
-    command = [
-        *wheelhouse.pip_command(),
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--report",
-        "-",
-        "-r",
-        str(parent.lock_path),
-        "-r",
-        str(image.requirements),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = wheelhouse.dry_run(
+        ["-r", str(parent.lock_path), "-r", str(image.requirements)], report=True
+    )
     if done.returncode != 0:
         why = _explain(parent, image.requirements)
         raise ImageBuildError(
@@ -176,19 +164,10 @@ def _explain(parent: ImageSpec, requirements: Path) -> str:
     root = source_root()
     if root is None or parent.extra is None:
         return ""
-    command = [
-        *wheelhouse.pip_command(),
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        f"zenml[{parent.extra}] @ {root.as_uri()}",
-        "-r",
-        str(requirements),
-    ]
+    arguments = [f"zenml[{parent.extra}] @ {root.as_uri()}", "-r", str(requirements)]
     if parent.requirements_path.is_file():
-        command += ["-r", str(parent.requirements_path)]
-    done = subprocess.run(command, capture_output=True, text=True)
+        arguments += ["-r", str(parent.requirements_path)]
+    done = wheelhouse.dry_run(arguments)
     if done.returncode == 0:
         return ""
     lines = done.stderr.splitlines()

@@ -41,24 +41,15 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
     root = source_root()
     assert root is not None
     requirement = f"zenml[{spec.extra}] @ {root.as_uri()}" if spec.extra else str(root)
-    command = [
-        *pip_command(),
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--report",
-        "-",
-        requirement,
-    ]
+    arguments = [requirement]
     if spec.requirements_path.is_file():
-        command += ["-r", str(spec.requirements_path)]
+        arguments += ["-r", str(spec.requirements_path)]
     if parent_lock is not None:
         # The parent's exact pins are requirements of the child too: what a
         # lower layer installed is part of the image and may not move.
-        command += ["-r", str(parent_lock)]
-    logger.debug("resolving %s: %s", spec.name, command)
-    done = subprocess.run(command, capture_output=True, text=True)
+        arguments += ["-r", str(parent_lock)]
+    logger.debug("resolving %s: %s", spec.name, arguments)
+    done = dry_run(arguments, report=True)
     if done.returncode != 0:
         raise ImageBuildError(
             f"the requirements of image {spec.name!r} do not resolve together "
@@ -67,6 +58,19 @@ def resolve(spec: ImageSpec, parent_lock: Path | None) -> str:
             build_log=done.stderr,
         )
     return lock_text(done.stdout)
+
+
+def dry_run(
+    arguments: list[str], *, report: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Ask the host's pip to resolve `arguments`, installing nothing.
+
+    With `report`, pip's JSON installation report is the standard output.
+    """
+    command = [*pip_command(), "install", "--dry-run", "--ignore-installed", "--quiet"]
+    if report:
+        command += ["--report", "-"]
+    return subprocess.run([*command, *arguments], capture_output=True, text=True)
 
 
 def lock_text(report: str) -> str:

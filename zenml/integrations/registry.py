@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,20 +97,9 @@ class Compatibility:
 
 def resolves(requirements: list[str]) -> tuple[bool, str]:
     """Ask pip, without installing or building anything, if these fit together."""
-    from zenml.images.wheelhouse import pip_command
+    from zenml.images.wheelhouse import dry_run
 
-    done = subprocess.run(
-        [
-            *pip_command(),
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            *requirements,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = dry_run(requirements)
     if done.returncode == 0:
         return True, ""
     lines = [
