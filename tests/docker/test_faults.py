@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from zenml.exceptions import RunFailedError
+from zenml.exceptions import RunFailedError, ZenMLError
 from zenml.orchestrators.docker import RUN_LABEL, DockerOrchestrator
 from zenml.pipelines import load_pipeline
 from zenml.repository import Repository
@@ -191,3 +191,14 @@ def test_independent_steps_run_side_by_side(
     steps = repository.metadata.run(result.run_id)["steps"]
     (first, second) = sorted(steps, key=lambda s: s["started"])
     assert second["started"] < first["ended"]
+
+
+def test_a_gpu_where_none_exists_is_refused_before_the_run_starts(
+    docker_client: docker.DockerClient, pipelines_dir: Path, repository: Repository
+) -> None:
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this daemon has a GPU runtime")
+
+    with pytest.raises(ZenMLError, match="no GPU runtime"):
+        _run_in_process(pipelines_dir, "gpu_hungry", repository)
+    assert repository.metadata.runs() == []

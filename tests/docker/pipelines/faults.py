@@ -142,3 +142,13 @@ def chain(length: int = 4) -> None:
     value = slow_increment()
     for _ in range(length - 1):
         value = slow_increment(value)
+
+
+@step(resources={"gpus": 1})
+def needs_gpu() -> int:
+    return 1
+
+
+@pipeline
+def gpu_hungry() -> None:
+    needs_gpu()
