@@ -89,12 +89,39 @@ def _load_spec(target: Path, name: str | None, params: tuple[str, ...]) -> Any:
     return found.compile(**_parse_params(params)), found
 
 
-def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
-    parsed = {}
-    for item in params:
+def _with_backends(spec: Any, backends: tuple[str, ...]) -> Any:
+    """`spec` with the named steps' processing backends replaced."""
+    chosen = dict(_parse_pairs(backends, "--backend", "STEP=BACKEND"))
+    unknown = set(chosen) - {step.name for step in spec.steps}
+    if unknown:
+        raise ZenMLError(
+            f"--backend names no step {sorted(unknown)}; the pipeline has "
+            f"{[step.name for step in spec.steps]}"
+        )
+    steps = tuple(
+        step.model_copy(update={"backend": chosen[step.name]})
+        if step.name in chosen
+        else step
+        for step in spec.steps
+    )
+    return spec.model_copy(update={"steps": steps})
+
+
+def _parse_pairs(
+    items: tuple[str, ...], option: str, form: str
+) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ZenMLError(f"--param {item!r} needs the form NAME=VALUE")
+            raise ZenMLError(f"{option} {item!r} needs the form {form}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+    parsed = {}
+    for key, value in _parse_pairs(params, "--param", "NAME=VALUE"):
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -120,6 +147,14 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
     help="A pipeline parameter (JSON or text); repeatable.",
 )
 @click.option("--no-cache", is_flag=True, help="Run every step, reusing nothing.")
+@click.option(
+    "--backend",
+    "-b",
+    "backends",
+    multiple=True,
+    metavar="STEP=BACKEND",
+    help="A step's processing backend, e.g. preprocess=portable; repeatable.",
+)
 @_friendly_errors
 def pipeline_run(
     target: Path,
@@ -127,12 +162,14 @@ def pipeline_run(
     name: str | None,
     params: tuple[str, ...],
     no_cache: bool,
+    backends: tuple[str, ...],
 ) -> None:
     """Run a pipeline from a .py file or a compiled .yaml file."""
     from zenml.runs import run_pipeline
 
     repo = Repository.find_or_init()
     spec, found = _load_spec(target, name, params)
+    spec = _with_backends(spec, backends)
     started = time.monotonic()
     result = run_pipeline(
         spec, orchestrator=orchestrator, repository=repo, enable_cache=not no_cache

@@ -20,6 +20,7 @@ from zenml.artifacts import ArtifactStore
 from zenml.exceptions import PipelineDefinitionError, StoreError
 
 TASK_FILE = "task.json"
+STEP_DIR_ENV = "ZENML_STEP_DIR"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ def import_step_function(source: str, code_root: str) -> Any:
 
 def run_task(task: Task) -> None:
     """Load inputs, call the step, write its outputs."""
+    if task.outputs:
+        # Scratch space every process of the step can reach, Beam workers in
+        # other containers included: the step's own folder in the store.
+        os.environ[STEP_DIR_ENV] = str(Path(next(iter(task.outputs.values()))).parent)
     func = import_step_function(task.source, task.code_root)
     arguments = dict(task.parameters)
     for name, uri in task.inputs.items():

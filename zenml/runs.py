@@ -178,6 +178,7 @@ class _Runner:
 
     def run(self) -> RunResult:
         order = self.spec.execution_order()
+        _check_backends(self.spec)
         self.orchestrator.prepare(self.context)
         self.metadata.create_run(
             self.run_id,
@@ -399,6 +400,7 @@ class _Runner:
         payload = json.dumps(
             {
                 "source": step.source,
+                "backend": step.backend,
                 "code": hashlib.sha256(code).hexdigest(),
                 "parameters": step.parameters,
                 "inputs": inputs,
@@ -409,6 +411,17 @@ class _Runner:
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _check_backends(spec: PipelineSpec) -> None:
+    """Refuse an unknown or unreliable processing backend before anything runs."""
+    from zenml.integrations.beam.runners import check_backend
+
+    for step in spec.steps:
+        try:
+            check_backend(step.backend)
+        except ValueError as exc:
+            raise ZenMLError(f"step {step.name!r}: {exc}") from exc
 
 
 def _all_present(artifacts: list[dict[str, Any]], outputs: tuple[str, ...]) -> bool:

@@ -73,11 +73,14 @@ def preprocess(
     train: pd.DataFrame, eval: pd.DataFrame, test: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Impute, standardise and one-hot encode with Apache Beam, fitted on train."""
+    import os
     import tempfile
 
     from zenml.integrations.beam.preprocess import preprocess as beam_preprocess
 
-    with tempfile.TemporaryDirectory() as work_dir:
+    # The step's folder in the artifact store: Beam's workers, which may run
+    # in other containers, read and write their batches there.
+    with tempfile.TemporaryDirectory(dir=os.environ.get("ZENML_STEP_DIR")) as work_dir:
         result = beam_preprocess(
             {"train": train, "eval": eval, "test": test},
             NUMERIC,
@@ -86,7 +89,9 @@ def preprocess(
             work_dir=work_dir,
         )
     out = result.splits
-    print(f"preprocessed with Beam: {out['train'].shape[1] - 1} features")
+    backend = os.environ.get("ZENML_BEAM_BACKEND", "direct")
+    features = out["train"].shape[1] - 1
+    print(f"preprocessed with Beam ({backend} runner): {features} features")
     return out["train"], out["eval"], out["test"], result.stats.to_dict()
 
 

@@ -8,6 +8,7 @@ once its outcome has been read from Docker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from docker.types import DeviceRequest, Mount
 
 from zenml.exceptions import DockerUnavailableError, ZenMLError
 from zenml.images import catalogue
+from zenml.integrations.beam.cluster import BACKEND_ENV, portable_cluster
 from zenml.metadata import CANCELLED, COMPLETED, FAILED
 from zenml.orchestrators.base import (
     Orchestrator,
@@ -93,32 +95,76 @@ class DockerOrchestrator(Orchestrator):
         image = self._images.get(step.name) or catalogue.resolve(self.client, step)
         name = container_name(context.run_id, step.name, launch.attempt)
         code_root = context.spec.code_root
+        labels = {
+            RUN_LABEL: context.run_id,
+            STEP_LABEL: step.name,
+            PIPELINE_LABEL: context.spec.name,
+        }
+        mounts = [
+            Mount(str(context.artifact_root), str(context.artifact_root), type="bind"),
+            Mount(code_root, code_root, type="bind", read_only=True),
+        ]
+        user = f"{os.getuid()}:{os.getgid()}"
+        environment = {"HOME": "/tmp", **launch.environment}
+        placement: dict[str, Any] = {}
 
+        with contextlib.ExitStack() as companions:
+            if step.backend:
+                environment[BACKEND_ENV] = step.backend
+            if step.backend == "portable":
+                cluster = companions.enter_context(
+                    portable_cluster(
+                        self.client,
+                        image.reference,
+                        name,
+                        labels=labels,
+                        mounts=mounts,
+                        user=user,
+                    )
+                )
+                environment.update(cluster.environment)
+                placement["network_mode"] = cluster.network_mode
+            return self._run_container(
+                launch,
+                image,
+                name,
+                code_root,
+                labels,
+                mounts,
+                user,
+                {**environment, **launch.secrets},
+                placement,
+            )
+
+    def _run_container(
+        self,
+        launch: StepLaunch,
+        image: catalogue.ResolvedImage,
+        name: str,
+        code_root: str,
+        labels: dict[str, str],
+        mounts: list[Mount],
+        user: str,
+        environment: dict[str, str],
+        placement: dict[str, Any],
+    ) -> StepOutcome:
+        """Create, start, stream, wait, inspect and remove one step container."""
+        step = launch.step
         try:
             container = self.client.containers.create(
                 image.reference,
                 command=["python", "-m", "zenml.entrypoint", str(launch.task_file)],
                 name=name,
-                labels={
-                    RUN_LABEL: context.run_id,
-                    STEP_LABEL: step.name,
-                    PIPELINE_LABEL: context.spec.name,
-                },
-                mounts=[
-                    Mount(
-                        str(context.artifact_root),
-                        str(context.artifact_root),
-                        type="bind",
-                    ),
-                    Mount(code_root, code_root, type="bind", read_only=True),
-                ],
+                labels=labels,
+                mounts=mounts,
                 working_dir=code_root,
-                user=f"{os.getuid()}:{os.getgid()}",
-                environment={"HOME": "/tmp", **launch.environment, **launch.secrets},
+                user=user,
+                environment=environment,
                 detach=True,
                 # An init process forwards `docker stop`'s SIGTERM to the step,
                 # which as PID 1 would otherwise ignore it until the grace ends.
                 init=True,
+                **placement,
                 **_resources(step),
             )
         except docker.errors.APIError as exc:

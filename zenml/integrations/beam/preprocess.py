@@ -237,9 +237,9 @@ def preprocess(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if options is None:
-        from zenml.integrations.beam.runners import beam_options
+        from zenml.integrations.beam.runners import options_from_environment
 
-        options = beam_options("direct")
+        options = options_from_environment()
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
 
     root = Path(work_dir).resolve()

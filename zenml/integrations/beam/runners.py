@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,47 @@ class BeamSettings:
 def beam_options(backend: str | None = None, **settings: Any) -> PipelineOptions:
     """The PipelineOptions of `backend` with `settings`; validated, not submitted."""
     return options_for(backend, BeamSettings.parse(settings))
+
+
+def options_from_environment(
+    environ: Mapping[str, str] | None = None,
+) -> PipelineOptions:
+    """The options of the backend the orchestrator chose for this step.
+
+    The local Docker orchestrator names the backend and, for `portable`, the
+    job service and worker pool it started, in environment variables; a step
+    run anywhere else gets the in-process runner.
+    """
+    from zenml.integrations.beam.cluster import (
+        BACKEND_ENV,
+        JOB_ENDPOINT_ENV,
+        WORKER_POOL_ENV,
+    )
+
+    environ = os.environ if environ is None else environ
+    settings = {
+        key: environ[variable]
+        for key, variable in (
+            ("job_endpoint", JOB_ENDPOINT_ENV),
+            ("worker_pool", WORKER_POOL_ENV),
+        )
+        if environ.get(variable)
+    }
+    return beam_options(environ.get(BACKEND_ENV) or DEFAULT_BACKEND, **settings)
+
+
+def check_backend(backend: str | None) -> None:
+    """Refuse, before anything runs, a backend zenml does not offer."""
+    if backend is None:
+        return
+    name = backend.lower()
+    if name == "dask":
+        raise ValueError(DASK_REFUSAL)
+    if name not in BACKENDS:
+        raise ValueError(
+            f"unknown processing backend {backend!r}; use one of "
+            f"{[b for b in BACKENDS if b != 'dask']}"
+        )
 
 
 def options_for(backend: str | None, settings: BeamSettings) -> PipelineOptions:

@@ -1,0 +1,86 @@
+"""Beam's portable runner with its job service and workers in zenml's base image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+from zenml.orchestrators.docker import RUN_LABEL
+
+QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart" / "pipeline.py"
+
+pytestmark = pytest.mark.usefixtures("images", "no_leftovers")
+
+
+def _zenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zenml.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _preprocess_outputs(cwd: Path) -> tuple[str, dict[str, bytes]]:
+    runs = json.loads(_zenml("runs", "list", "--json", cwd=cwd).stdout)
+    run = json.loads(_zenml("runs", "show", runs[0]["id"], "--json", cwd=cwd).stdout)
+    step = next(s for s in run["steps"] if s["name"] == "preprocess")
+    files = {}
+    for artifact in step["artifacts"]:
+        for path in sorted(Path(artifact["uri"]).iterdir()):
+            if path.name != "meta.json":
+                files[f"{artifact['name']}/{path.name}"] = path.read_bytes()
+    return run["id"], files
+
+
+def test_the_quickstart_preprocess_is_byte_identical_on_the_portable_runner(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    direct = _zenml("pipeline", "run", str(QUICKSTART), "--no-cache", cwd=tmp_path)
+    assert direct.returncode == 0, direct.stdout + direct.stderr
+    assert "(direct runner)" in direct.stdout
+    _, on_direct = _preprocess_outputs(tmp_path)
+
+    portable = _zenml(
+        "pipeline",
+        "run",
+        str(QUICKSTART),
+        "--no-cache",
+        "--backend",
+        "preprocess=portable",
+        cwd=tmp_path,
+    )
+    assert portable.returncode == 0, portable.stdout + portable.stderr
+    assert "(portable runner)" in portable.stdout
+    run_id, on_portable = _preprocess_outputs(tmp_path)
+
+    assert set(on_direct) == {
+        "eval/data.parquet",
+        "test/data.parquet",
+        "train/data.parquet",
+        "stats/data.json",
+    }
+    assert on_portable == on_direct
+    assert not docker_client.containers.list(
+        all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
+    )
+
+
+def test_beams_dask_runner_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    done = _zenml(
+        "pipeline", "run", str(QUICKSTART), "--backend", "preprocess=dask", cwd=tmp_path
+    )
+
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "Dask runner" in message and "portable" in message
+    listed = _zenml("runs", "list", "--json", cwd=tmp_path)
+    assert json.loads(listed.stdout) == []
