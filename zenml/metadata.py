@@ -76,7 +76,6 @@ INTERRUPTED = "interrupted"
 PENDING = "pending"
 SKIPPED = "skipped"
 CACHED = "cached"
-FINISHED_STEP_STATES = (COMPLETED, CACHED)
 
 
 class MetadataStore:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -295,8 +294,3 @@ def _git_revision() -> str:
         ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
     )
     return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-
-def image_summary(client: docker.DockerClient, tag: str) -> dict[str, Any]:
-    image = client.images.get(tag)
-    return {"tag": tag, "id": image.id, "size": image.attrs.get("Size", 0)}
