@@ -327,3 +327,26 @@ def test_a_host_ca_bundle_is_not_in_any_image(
             .strip()
         )
         assert found == "", (tag, found)
+
+
+def test_a_cpu_image_pulling_torch_transitively_gets_the_cpu_build(
+    builder: ImageBuilder,
+    tags: list[str],
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    tags.append("zenml-test/torchmetrics:1")
+    dockerfile = _project(
+        tmp_path, (EXAMPLE / "Dockerfile").read_text(), "torchmetrics\n"
+    )
+
+    build_custom(builder, CustomImage.from_dockerfile(dockerfile, tags[0]))
+
+    listing = docker_client.containers.run(
+        tags[0], ["pip", "list", "--format=freeze"], remove=True
+    ).decode()
+    assert "torchmetrics==" in listing
+    assert "+cpu" in next(
+        line for line in listing.splitlines() if line.startswith("torch==")
+    )
+    assert "nvidia" not in listing.lower()

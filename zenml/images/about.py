@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import platform
+import sys
 
 from zenml.images.selftest import IMAGE_ENV
 
@@ -59,5 +60,25 @@ def describe(image: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def largest_packages(count: int = 5) -> list[tuple[str, int]]:
+    """The installed distributions that take the most space, with their bytes."""
+    sizes = []
+    for dist in metadata.distributions():
+        total = 0
+        for file in dist.files or []:
+            path = str(dist.locate_file(file))
+            if os.path.isfile(path):
+                total += os.path.getsize(path)
+        sizes.append((dist.metadata["Name"], total))
+    return sorted(sizes, key=lambda item: -item[1])[:count]
+
+
 if __name__ == "__main__":
-    print(describe())
+    if sys.argv[1:] == ["--largest"]:
+        print(
+            ", ".join(
+                f"{name} {size / 1e6:.0f} MB" for name, size in largest_packages()
+            )
+        )
+    else:
+        print(describe())

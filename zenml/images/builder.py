@@ -161,6 +161,7 @@ class ImageBuilder:
         self.printer(
             f"Built {spec.repository} in {seconds:.0f}s: {tag}, {size / 1e6:.0f} MB"
         )
+        self.printer(f"  largest packages: {self.largest_packages(tag)}")
         logger.debug("build log of %s: %d lines", spec.name, len(log))
         return BuiltImage(spec.name, tag, str(image.id), True, seconds, size)
 
@@ -222,6 +223,16 @@ class ImageBuilder:
             ) from exc
         for line in output.decode(errors="replace").splitlines():
             self.printer(f"  {name} | {line}")
+
+    def largest_packages(self, tag: str) -> str:
+        """The image's biggest distributions, as one line for the build's end."""
+        output = self.client.containers.run(
+            tag,
+            ["python", "-m", "zenml.images.about", "--largest"],
+            remove=True,
+            network_mode="none",
+        )
+        return bytes(output).decode(errors="replace").strip()
 
     def smoke_test(self, name: str, tag: str) -> None:
         """Run a one-step pipeline in the new image through the launcher."""

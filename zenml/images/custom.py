@@ -126,6 +126,7 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
         raise
     built = client.images.get(image.tag)
     builder.printer(f"Built {image.tag}: {built.attrs.get('Size', 0) / 1e6:.0f} MB")
+    builder.printer(f"  largest packages: {builder.largest_packages(image.tag)}")
     return str(built.id)
 
 

@@ -70,7 +70,17 @@ def dry_run(
     command = [*pip_command(), "install", "--dry-run", "--ignore-installed", "--quiet"]
     if report:
         command += ["--report", "-"]
+    constraints = cpu_constraints()
+    if constraints is not None:
+        command += ["-c", str(constraints)]
     return subprocess.run([*command, *arguments], capture_output=True, text=True)
+
+
+def cpu_constraints() -> Path | None:
+    """`images/constraints.txt`: what every CPU image takes when pulled in."""
+    root = source_root()
+    path = root / "images" / "constraints.txt" if root is not None else None
+    return path if path is not None and path.is_file() else None
 
 
 def lock_text(report: str) -> str:
