@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -69,3 +71,28 @@ def pipelines_dir(tmp_path: Path) -> Path:
     target = tmp_path / "code"
     shutil.copytree(PIPELINES, target)
     return target
+
+
+ZenmlCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def quickstart() -> Path:
+    return Path(__file__).parents[2] / "examples" / "quickstart" / "pipeline.py"
+
+
+@pytest.fixture(scope="session")
+def zenml_cli() -> ZenmlCli:
+    """Run the `zenml` command line as a user would, in a given folder."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "zenml.cli", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    return run

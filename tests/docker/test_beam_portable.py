@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -13,25 +12,14 @@ import pytest
 
 from zenml.orchestrators.docker import RUN_LABEL
 
-QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart" / "pipeline.py"
+ZenmlCli = Callable[..., subprocess.CompletedProcess[str]]
 
 pytestmark = pytest.mark.usefixtures("images", "no_leftovers")
 
 
-def _zenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zenml.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def _preprocess_outputs(cwd: Path) -> tuple[str, dict[str, bytes]]:
-    runs = json.loads(_zenml("runs", "list", "--json", cwd=cwd).stdout)
-    run = json.loads(_zenml("runs", "show", runs[0]["id"], "--json", cwd=cwd).stdout)
+def _preprocess_outputs(zenml_cli: ZenmlCli, cwd: Path) -> tuple[str, dict[str, bytes]]:
+    runs = json.loads(zenml_cli("runs", "list", "--json", cwd=cwd).stdout)
+    run = json.loads(zenml_cli("runs", "show", runs[0]["id"], "--json", cwd=cwd).stdout)
     step = next(s for s in run["steps"] if s["name"] == "preprocess")
     files = {}
     for artifact in step["artifacts"]:
@@ -42,17 +30,20 @@ def _preprocess_outputs(cwd: Path) -> tuple[str, dict[str, bytes]]:
 
 
 def test_the_quickstart_preprocess_is_byte_identical_on_the_portable_runner(
-    tmp_path: Path, docker_client: docker.DockerClient
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    zenml_cli: ZenmlCli,
+    quickstart: Path,
 ) -> None:
-    direct = _zenml("pipeline", "run", str(QUICKSTART), "--no-cache", cwd=tmp_path)
+    direct = zenml_cli("pipeline", "run", str(quickstart), "--no-cache", cwd=tmp_path)
     assert direct.returncode == 0, direct.stdout + direct.stderr
     assert "(direct runner)" in direct.stdout
-    _, on_direct = _preprocess_outputs(tmp_path)
+    _, on_direct = _preprocess_outputs(zenml_cli, tmp_path)
 
-    portable = _zenml(
+    portable = zenml_cli(
         "pipeline",
         "run",
-        str(QUICKSTART),
+        str(quickstart),
         "--no-cache",
         "--backend",
         "preprocess=portable",
@@ -60,7 +51,7 @@ def test_the_quickstart_preprocess_is_byte_identical_on_the_portable_runner(
     )
     assert portable.returncode == 0, portable.stdout + portable.stderr
     assert "(portable runner)" in portable.stdout
-    run_id, on_portable = _preprocess_outputs(tmp_path)
+    run_id, on_portable = _preprocess_outputs(zenml_cli, tmp_path)
 
     assert set(on_direct) == {
         "eval/data.parquet",
@@ -74,13 +65,15 @@ def test_the_quickstart_preprocess_is_byte_identical_on_the_portable_runner(
     )
 
 
-def test_beams_dask_runner_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    done = _zenml(
-        "pipeline", "run", str(QUICKSTART), "--backend", "preprocess=dask", cwd=tmp_path
+def test_beams_dask_runner_is_refused_before_anything_runs(
+    tmp_path: Path, zenml_cli: ZenmlCli, quickstart: Path
+) -> None:
+    done = zenml_cli(
+        "pipeline", "run", str(quickstart), "--backend", "preprocess=dask", cwd=tmp_path
     )
 
     assert done.returncode == 1
     message = " ".join(done.stderr.split())
     assert "Dask runner" in message and "portable" in message
-    listed = _zenml("runs", "list", "--json", cwd=tmp_path)
+    listed = zenml_cli("runs", "list", "--json", cwd=tmp_path)
     assert json.loads(listed.stdout) == []

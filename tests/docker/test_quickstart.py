@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -14,26 +13,18 @@ import pytest
 
 from zenml.orchestrators.docker import RUN_LABEL
 
-QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart" / "pipeline.py"
+ZenmlCli = Callable[..., subprocess.CompletedProcess[str]]
 
 pytestmark = pytest.mark.usefixtures("images", "no_leftovers")
 
 
-def _zenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zenml.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
 def test_the_quickstart_trains_evaluates_and_serves_in_the_right_images(
-    tmp_path: Path, docker_client: docker.DockerClient
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    zenml_cli: ZenmlCli,
+    quickstart: Path,
 ) -> None:
-    done = _zenml("pipeline", "run", str(QUICKSTART), cwd=tmp_path)
+    done = zenml_cli("pipeline", "run", str(quickstart), cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     accuracy = float(re.search(r"Accuracy:\s+([0-9.]+)", done.stdout).group(1))
@@ -46,7 +37,7 @@ def test_the_quickstart_trains_evaluates_and_serves_in_the_right_images(
         assert f"[{step}]" in done.stdout
 
     run_id = re.search(r"Run id:\s+(\S+)", done.stdout).group(1)
-    shown = _zenml("runs", "show", run_id, "--json", cwd=tmp_path)
+    shown = zenml_cli("runs", "show", run_id, "--json", cwd=tmp_path)
     run = json.loads(shown.stdout)
     images = {s["name"]: s["image"] for s in run["steps"]}
     assert images["preprocess"] == "zenml/base:0.1.0"
