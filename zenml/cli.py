@@ -379,10 +379,7 @@ def _built_images() -> dict[str, bool | None]:
     if source_root() is None:
         return {}
     try:
-        from zenml.orchestrators.docker import connect
-
         builder = _builder(None, None)
-        connect()
     except ZenMLError:
         return {}
     return {name: builder.find(name) is not None for name in builder.specs}

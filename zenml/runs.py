@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -338,13 +338,7 @@ class _Runner:
         started = time.monotonic()
         outcome = self.orchestrator.run_step(self.context, launch)
         if self.cancelled.is_set() and outcome.status != COMPLETED:
-            outcome = StepOutcome(
-                **{
-                    **outcome.__dict__,
-                    "status": CANCELLED,
-                    "reason": "cancelled by the user",
-                }
-            )
+            outcome = replace(outcome, status=CANCELLED, reason="cancelled by the user")
 
         artifacts = []
         if outcome.status == COMPLETED:
@@ -352,12 +346,10 @@ class _Runner:
                 n for n, uri in outputs.items() if not (Path(uri) / META_FILE).is_file()
             ]
             if missing:
-                outcome = StepOutcome(
-                    **{
-                        **outcome.__dict__,
-                        "status": FAILED,
-                        "reason": f"exited 0 but wrote no output {missing}",
-                    }
+                outcome = replace(
+                    outcome,
+                    status=FAILED,
+                    reason=f"exited 0 but wrote no output {missing}",
                 )
             else:
                 for name, uri in outputs.items():

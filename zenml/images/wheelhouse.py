@@ -118,40 +118,28 @@ def pins(lock: Path) -> list[str]:
 
 def fill(wheelhouse: Path, locks: list[Path]) -> None:
     """Put a wheel for every pin of `locks`, and one of zenml, in `wheelhouse`."""
+    root = source_root()
+    assert root is not None
     wheelhouse.mkdir(parents=True, exist_ok=True)
     wanted = sorted({pin for lock in locks for pin in pins(lock)})
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(wanted) + "\n")
-    command = [
+    pip_wheel = [
         *pip_command(),
         "wheel",
         "--no-deps",
         "--quiet",
         "--wheel-dir",
         str(wheelhouse),
-        "--find-links",
-        str(wheelhouse),
-        "-r",
-        handle.name,
     ]
-    _run(command, "fill the wheelhouse")
-    root = source_root()
-    assert root is not None
+    with tempfile.TemporaryDirectory(prefix="zenml-pins-") as folder:
+        requirements = Path(folder) / "requirements.txt"
+        requirements.write_text("\n".join(wanted) + "\n", encoding="utf-8")
+        _run(
+            [*pip_wheel, "--find-links", str(wheelhouse), "-r", str(requirements)],
+            "fill the wheelhouse",
+        )
     for old in wheelhouse.glob("zenml-*.whl"):
         old.unlink()
-    _run(
-        [
-            *pip_command(),
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "--wheel-dir",
-            str(wheelhouse),
-            str(root),
-        ],
-        "build zenml's wheel",
-    )
-    Path(handle.name).unlink()
+    _run([*pip_wheel, str(root)], "build zenml's wheel")
 
 
 def _run(command: list[str], what: str) -> None:
