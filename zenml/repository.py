@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zenml.artifacts import ArtifactStore
 from zenml.exceptions import StoreError
@@ -33,6 +33,7 @@ class Settings(BaseModel):
     orchestrator: str | None = None
     max_parallel_steps: int = 2
     stop_grace_period: float = 10.0
+    beam_workers: int = Field(default=2, ge=1)
 
 
 class Repository:

@@ -118,7 +118,8 @@ def default_orchestrator(name: str | None, repository: Repository) -> Orchestrat
         from zenml.orchestrators.docker import DockerOrchestrator
 
         return DockerOrchestrator(
-            stop_grace_period=repository.settings.stop_grace_period
+            stop_grace_period=repository.settings.stop_grace_period,
+            beam_workers=repository.settings.beam_workers,
         )
     if name == "local":
         from zenml.orchestrators.local import LocalOrchestrator

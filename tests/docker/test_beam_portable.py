@@ -11,6 +11,9 @@ import docker
 import pytest
 
 from zenml.orchestrators.docker import RUN_LABEL
+from zenml.pipelines import load_pipeline
+from zenml.repository import Repository
+from zenml.runs import run_pipeline
 
 ZenmlCli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -77,3 +80,27 @@ def test_beams_dask_runner_is_refused_before_anything_runs(
     assert "Dask runner" in message and "portable" in message
     listed = zenml_cli("runs", "list", "--json", cwd=tmp_path)
     assert json.loads(listed.stdout) == []
+
+
+def test_grouping_string_keys_matches_with_two_worker_containers(
+    pipelines_dir: Path, repository: Repository
+) -> None:
+    spec = load_pipeline(pipelines_dir / "beam_groups.py", "groups").compile()
+    portable = spec.model_copy(
+        update={
+            "steps": tuple(
+                s.model_copy(update={"backend": "portable"}) for s in spec.steps
+            )
+        }
+    )
+
+    direct = run_pipeline(spec, orchestrator="docker", repository=repository)
+    on_workers = run_pipeline(portable, orchestrator="docker", repository=repository)
+
+    expected = direct.artifact("group_by_key")
+    got = on_workers.artifact("group_by_key")
+    assert expected["workers"] == {"in-process": 20000}
+    assert len(expected["groups"]) == 7
+    assert got["groups"] == expected["groups"]
+    assert set(got["workers"]) == {"0", "1"}
+    assert sum(got["workers"].values()) == 20000

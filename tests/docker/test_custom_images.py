@@ -239,6 +239,35 @@ def test_a_dockerfile_not_from_a_zenml_image_is_refused(tmp_path: Path) -> None:
         CustomImage.from_dockerfile(dockerfile, "zenml-test/x:1")
 
 
+def test_a_build_from_a_wheelhouse_succeeds_with_the_network_cut_off(
+    builder: ImageBuilder,
+    tags: list[str],
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """The build's own steps cannot reach the internet, yet the install works."""
+    tags.append("zenml-test/offline:1")
+    reaches_out = (
+        "import socket; socket.create_connection(('pypi.org', 443), timeout=5)"
+    )
+    dockerfile = _project(
+        tmp_path,
+        "ARG BASE=zenml/base:latest\nFROM ${BASE}\nARG WHEELS=\n"
+        f'RUN ! python -c "{reaches_out}"\n'
+        "COPY requirements.txt /tmp/requirements.txt\n"
+        'RUN pip install --no-index --find-links "$WHEELS" '
+        "-c /opt/zenml/locks/base.lock -r /tmp/requirements.txt\n",
+        requirements="tabulate\n",
+    )
+
+    build_custom(builder, CustomImage.from_dockerfile(dockerfile, tags[0]))
+
+    output = docker_client.containers.run(
+        tags[0], ["python", "-c", "import tabulate; print('imported')"], remove=True
+    )
+    assert output.decode().strip() == "imported"
+
+
 def test_pip_in_the_image_installs_for_the_default_user(
     docker_client: docker.DockerClient, images: dict[str, str], builder: ImageBuilder
 ) -> None:

@@ -1,9 +1,10 @@
 """Building zenml's images with the Docker daemon, parents first.
 
 An image is built only when no image carries its content tag yet. A build
-installs from a wheelhouse filled on the host and served on loopback, then
-runs the image's self-test before the friendly tags move to it; a build that
-fails or whose self-test fails leaves no tag behind.
+installs from a wheelhouse filled on the host and has no network besides the
+wheelhouse server. The image's self-test and smoke pipeline run before the
+friendly tags move to it; a build that fails, or whose checks fail, leaves no
+tag behind.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class ImageBuilder:
 
         build_args = {
             "ZENML_VERSION": zenml.__version__,
+            "ZENML_SOURCE": source_hash()[:16],
             **spec.build_args,
         }
         if spec.parent is None:
@@ -144,9 +146,12 @@ class ImageBuilder:
         else:
             build_args["BASE"] = self.content_tag(self.specs[spec.parent])
 
-        with wheelhouse.serve(wheels) as url:
-            build_args["WHEELS"] = url
-            log = self.stream_build(spec, tag, build_args, self._labels(spec))
+        server_image = build_args.get("BASE") or self.parent
+        with wheelhouse.serve(self.client, wheels, server_image) as served:
+            build_args["WHEELS"] = served.url
+            log = self.stream_build(
+                spec, tag, build_args, self._labels(spec), served.network_mode
+            )
 
         image = self.client.images.get(tag)
         try:
@@ -171,6 +176,7 @@ class ImageBuilder:
         tag: str,
         build_args: dict[str, str],
         labels: dict[str, str],
+        network_mode: str = "none",
     ) -> list[str]:
         """Run the docker build, streaming its output; raise with its end."""
         log: list[str] = []
@@ -180,7 +186,7 @@ class ImageBuilder:
             tag=tag,
             buildargs=build_args,
             labels=labels,
-            network_mode="host",
+            network_mode=network_mode,
             rm=True,
             forcerm=True,
             decode=True,
@@ -209,6 +215,8 @@ class ImageBuilder:
         command = ["python", "-m", "zenml.images.selftest"]
         if custom:
             command.append("--custom")
+        else:
+            command += ["--source", source_hash()]
         try:
             output = self.client.containers.run(
                 tag, command, remove=True, network_mode="none", stderr=True

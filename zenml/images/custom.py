@@ -105,8 +105,8 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
         name=image.tag, context=image.context, dockerfile=image.dockerfile.name
     )
     args = {"BASE": parent.tag, "ZENML_VERSION": zenml.__version__}
-    with wheelhouse.serve(wheels) as url:
-        args["WHEELS"] = url
+    with wheelhouse.serve(client, wheels, parent.tag) as served:
+        args["WHEELS"] = served.url
         builder.stream_build(
             spec,
             image.tag,
@@ -115,6 +115,7 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
                 "org.zenml.integration": f"custom:{image.parent}",
                 "org.opencontainers.image.version": zenml.__version__,
             },
+            network_mode=served.network_mode,
         )
     try:
         if image.user is not None:

@@ -175,11 +175,26 @@ def import_problems(modules: tuple[str, ...]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 1 naming every problem; `--custom` for an image FROM a zenml image."""
+    """Exit 1 naming every problem.
+
+    `--custom` for an image FROM a zenml image; `--source HASH` checks that the
+    installed zenml is the code the image was built from.
+    """
     args = sys.argv[1:] if argv is None else argv
     custom = "--custom" in args
     image = os.environ.get(IMAGE_ENV, "base")
     problems: list[str] = []
+
+    if "--source" in args:
+        from zenml.images.spec import source_hash
+
+        expected = args[args.index("--source") + 1]
+        found = source_hash()
+        if found != expected:
+            problems.append(
+                f"zenml's code in the image (source {found[:12]}) is not the "
+                f"code it was built from ({expected[:12]}); rebuild with --force"
+            )
 
     check = subprocess.run(
         [sys.executable, "-m", "pip", "check"], capture_output=True, text=True

@@ -3,28 +3,34 @@
 The host resolves each image's requirements once, together with everything
 its parent already holds, and writes the result as a lock. The host's pip
 (with its own index, proxy and CA settings) then fills a wheelhouse with
-exactly those versions, and the build installs from it over loopback, so the
-build itself needs no network and no credentials end up in any layer.
+exactly those versions. A build installs from it over the loopback interface
+of a server container that has no other network, so the build runs with the
+network cut off and no credentials end up in any layer.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import docker
+from docker.models.containers import Container
 
 from zenml.exceptions import ImageBuildError
 from zenml.images.spec import ImageSpec, source_root
 
 logger = logging.getLogger(__name__)
+
+SERVER_PORT = 8000
 
 LOCK_HEADER = (
     "# Resolved by `zenml image lock` for Python {python}; do not edit by hand.\n"
@@ -155,20 +161,68 @@ def _run(command: list[str], what: str) -> None:
         )
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("wheelhouse: " + format, *args)
+@dataclass(frozen=True)
+class Served:
+    """Where a build finds the wheelhouse, and the network its steps get."""
+
+    url: str
+    network_mode: str
 
 
 @contextmanager
-def serve(wheelhouse: Path) -> Iterator[str]:
-    """Serve `wheelhouse` on loopback for the duration; yields its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(wheelhouse))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serve(
+    client: docker.DockerClient, wheelhouse: Path, image: str
+) -> Iterator[Served]:
+    """Serve `wheelhouse` to a build that has no network at all.
+
+    A container of `image` (any image with `python3`) serves the folder on its
+    loopback interface and has no other network. The build's steps join that
+    container's network namespace, so they reach the wheels at 127.0.0.1 and
+    nothing else: a build that tries the internet fails instead of quietly
+    using it.
+    """
+    server = client.containers.run(
+        image,
+        [
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            "/wheelhouse",
+            str(SERVER_PORT),
+        ],
+        detach=True,
+        network_mode="none",
+        volumes={str(wheelhouse.resolve()): {"bind": "/wheelhouse", "mode": "ro"}},
+        labels={"org.zenml.role": "wheelhouse"},
+        user=f"{os.getuid()}:{os.getgid()}",
+        init=True,
+    )
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        _wait_until_serving(server)
+        yield Served(
+            url=f"http://127.0.0.1:{SERVER_PORT}/",
+            network_mode=f"container:{server.id}",
+        )
     finally:
-        server.shutdown()
-        server.server_close()
+        server.remove(force=True)
+
+
+def _wait_until_serving(server: Container, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        server.reload()
+        if server.status == "exited":
+            break
+        if b"Serving HTTP" in server.logs():
+            return
+        time.sleep(0.1)
+    raise ImageBuildError(
+        f"the wheelhouse server in {server.image.tags or server.image.id} did not "
+        f"start:\n{server.logs().decode(errors='replace').strip()}\nThe image that "
+        "serves the wheelhouse needs `python3` on its PATH.",
+        image="",
+    )

@@ -76,10 +76,12 @@ class DockerOrchestrator(Orchestrator):
         *,
         printer: LinePrinter | None = None,
         stop_grace_period: float = 10.0,
+        beam_workers: int = 2,
     ) -> None:
         self.client = client or connect()
         self.printer = printer or _print_line
         self.stop_grace_period = stop_grace_period
+        self.beam_workers = beam_workers
         self._images: dict[str, catalogue.ResolvedImage] = {}
 
     def prepare(self, context: RunContext) -> None:
@@ -120,6 +122,7 @@ class DockerOrchestrator(Orchestrator):
                         labels=labels,
                         mounts=mounts,
                         user=user,
+                        workers=self.beam_workers,
                     )
                 )
                 environment.update(cluster.environment)

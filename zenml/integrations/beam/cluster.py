@@ -1,12 +1,14 @@
 """Beam's portable runner on the local Docker daemon, in zenml's base image.
 
-A step whose backend is `portable` gets two companions, both containers of the
-base image: Beam's own job service and a pool of Beam SDK workers (Beam's
-worker-pool entrypoint, reached as an EXTERNAL environment). They share one
-network namespace with the step, because the job service tells workers to
-call it back on `localhost`. This is the machinery Flink and Spark clusters
-use to run Python Beam code, so it shows that zenml's images work as Beam
-workers.
+A step whose backend is `portable` gets companions, all containers of the
+step's image: Beam's job service (see `jobservice`) and, by default, two
+worker containers, each running Beam's worker-pool entrypoint and reached as
+an EXTERNAL environment. Every job runs one SDK worker per worker container,
+and Beam's runner splits each stage's bundles among them. The containers
+share one network namespace with the step, because the job service tells
+workers to call it back on `localhost`. This is the machinery Flink and Spark
+clusters use to run Python Beam code, so it shows that zenml's images work as
+Beam workers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 JOB_PORT = 8099
 POOL_PORT = 50000
+DISPATCHER_PORT = 50100
+DEFAULT_WORKERS = 2
+POOL_INDEX_ENV = "ZENML_BEAM_WORKER_INDEX"
 BACKEND_ENV = "ZENML_BEAM_BACKEND"
 JOB_ENDPOINT_ENV = "ZENML_BEAM_JOB_ENDPOINT"
 WORKER_POOL_ENV = "ZENML_BEAM_WORKER_POOL"
@@ -36,10 +41,10 @@ _READY = b"Listening for beam jobs"
 
 @dataclass(frozen=True)
 class PortableCluster:
-    """A running job service and worker pool."""
+    """A running job service and its worker containers."""
 
     job_service: Any
-    worker_pool: Any
+    workers: tuple[Any, ...]
 
     @property
     def network_mode(self) -> str:
@@ -52,7 +57,7 @@ class PortableCluster:
         return {
             BACKEND_ENV: "portable",
             JOB_ENDPOINT_ENV: f"localhost:{JOB_PORT}",
-            WORKER_POOL_ENV: f"localhost:{POOL_PORT}",
+            WORKER_POOL_ENV: f"localhost:{DISPATCHER_PORT}",
         }
 
 
@@ -65,9 +70,13 @@ def portable_cluster(
     labels: dict[str, str],
     mounts: list[Mount],
     user: str,
+    workers: int = DEFAULT_WORKERS,
     ready_timeout: float = 60.0,
 ) -> Iterator[PortableCluster]:
-    """Start a job service and a worker pool; remove both when done."""
+    """Start a job service and `workers` worker containers; remove all when done."""
+    if workers < 1:
+        raise ZenMLError(f"a portable cluster needs 1 worker or more, not {workers}")
+    pools = [f"localhost:{POOL_PORT + index}" for index in range(workers)]
     common: dict[str, Any] = {
         "labels": labels,
         "mounts": mounts,
@@ -83,31 +92,44 @@ def portable_cluster(
             [
                 "python",
                 "-m",
-                "apache_beam.runners.portability.local_job_service_main",
+                "zenml.integrations.beam.jobservice",
                 "--port",
                 str(JOB_PORT),
+                "--worker-pools",
+                ",".join(pools),
+                "--dispatcher-port",
+                str(DISPATCHER_PORT),
             ],
             name=f"{name}-beam-job",
             **common,
         )
         started.append(job_service)
-        worker_pool = client.containers.run(
-            image,
-            [
-                "python",
-                "-m",
-                "apache_beam.runners.worker.worker_pool_main",
-                "--service_port",
-                str(POOL_PORT),
-            ],
-            name=f"{name}-beam-workers",
-            network_mode=f"container:{job_service.id}",
-            **common,
-        )
-        started.append(worker_pool)
+        for index in range(workers):
+            worker = client.containers.run(
+                image,
+                [
+                    "python",
+                    "-m",
+                    "apache_beam.runners.worker.worker_pool_main",
+                    "--service_port",
+                    str(POOL_PORT + index),
+                ],
+                name=f"{name}-beam-worker-{index}",
+                network_mode=f"container:{job_service.id}",
+                **{
+                    **common,
+                    "environment": {
+                        **common["environment"],
+                        POOL_INDEX_ENV: str(index),
+                    },
+                },
+            )
+            started.append(worker)
         _wait_until_ready(job_service, ready_timeout)
-        logger.info("Beam job service and worker pool started for %s", name)
-        yield PortableCluster(job_service, worker_pool)
+        logger.info(
+            "Beam job service and %d worker containers started for %s", workers, name
+        )
+        yield PortableCluster(job_service, tuple(started[1:]))
     finally:
         for container in reversed(started):
             try:
