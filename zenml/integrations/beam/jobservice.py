@@ -142,7 +142,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--dispatcher-port", type=int, default=50100)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(message)s", force=True
+    )
     pools = [pool for pool in args.worker_pools.split(",") if pool]
     servicer, dispatcher = serve(args.port, pools, args.dispatcher_port)
     try:
