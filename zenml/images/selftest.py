@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,8 +171,59 @@ def import_problems(modules: tuple[str, ...]) -> list[str]:
                     " (a system library is missing: install it in the image "
                     "with apt-get, or use the package's headless variant)"
                 )
+            elif _PROTOBUF_MISMATCH.search(str(exc)):
+                hint = " (" + protobuf_hint(str(exc)) + ")"
             problems.append(f"import {module} failed: {exc}{hint}")
     return problems
+
+
+_PROTOBUF_MISMATCH = re.compile(
+    r"Protobuf Gencode/Runtime|cannot import name 'runtime_version' from "
+    r"'google\.protobuf'"
+)
+_GENCODE = re.compile(r"gencode (\S+) runtime (\S+)")
+
+
+def protobuf_hint(message: str) -> str:
+    """Why a module's generated protobuf code refuses the installed runtime."""
+    try:
+        runtime = metadata.version("protobuf")
+    except metadata.PackageNotFoundError:
+        runtime = "none"
+    found = _GENCODE.search(message)
+    needed = (
+        f"its generated code was made by protobuf {found.group(1)} and needs a "
+        "runtime at least as new"
+        if found
+        else "its generated code needs a newer protobuf runtime"
+    )
+    asked = "; ".join(requirers("protobuf")) or "nothing declares protobuf"
+    return (
+        f"protobuf {runtime} is installed, but {needed}. The protobuf "
+        f"requirements in the image: {asked}. Pick versions whose ranges meet "
+        "above that runtime, or keep these packages in separate images"
+    )
+
+
+def requirers(name: str) -> list[str]:
+    """`DIST VERSION requires REQUIREMENT` for each installed dist needing `name`."""
+    from packaging.requirements import Requirement
+
+    wanted = _canonical(name)
+    found = []
+    for dist in metadata.distributions():
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if _canonical(requirement.name) != wanted:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate(
+                {"extra": ""}
+            ):
+                continue
+            found.append(
+                f"{dist.metadata['Name']} {dist.version} requires {requirement}"
+            )
+    return sorted(set(found))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,6 +122,7 @@ _BUILTIN: tuple[tuple[str, str | None, str | None], ...] = (
     ("gcp", "base", "gcp"),
     ("pytorch", "base", "pytorch"),
     ("cortex", "base", "cortex"),
+    ("tensorflow", "base", "tensorflow"),
 )
 
 

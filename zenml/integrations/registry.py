@@ -62,7 +62,11 @@ INTEGRATIONS: dict[str, Integration] = {
             "serving: Cortex, local HTTP",
         ),
         Integration(
-            "tensorflow", "tensorflow", ("tensorflow",), None, "training: TensorFlow"
+            "tensorflow",
+            "tensorflow",
+            ("tensorflow",),
+            "tensorflow",
+            "training: TensorFlow",
         ),
         Integration(
             "kubernetes",

@@ -18,14 +18,19 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from zenml.integrations.tabular import (
+    Evaluation,
+    TrainingResult,
+    feature_matrix,
+    label_strings,
+    split_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,34 +64,6 @@ class MLPClassifier(nn.Module):
         return self.layers(features)
 
 
-@dataclass(frozen=True)
-class TrainingResult:
-    """Where the model was saved and what it was trained on."""
-
-    model_dir: Path
-    device: str
-    feature_names: tuple[str, ...]
-    class_labels: tuple[str, ...]
-    final_loss: float
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Accuracy and a confusion matrix whose rows are true and columns predicted."""
-
-    accuracy: float
-    labels: tuple[str, ...]
-    confusion_matrix: tuple[tuple[int, ...], ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict with lists."""
-        return {
-            "accuracy": self.accuracy,
-            "labels": list(self.labels),
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-        }
-
-
 def select_device(device: str | None = None) -> torch.device:
     """Return ``device`` if given, else CUDA when available, else the CPU."""
     if device is not None:
@@ -115,11 +92,9 @@ def train(
     the same weights. ``num_threads`` sets torch's CPU threads while training: small
     models train several times faster on one thread than on contended cores.
     """
-    if label not in df.columns:
-        raise ValueError(f"Label column {label!r} not in columns {list(df.columns)}.")
-    feature_names = [column for column in df.columns if column != label]
-    features = _feature_matrix(df, feature_names)
-    labels = _label_strings(df[label], label)
+    feature_names = split_features(df, label)
+    features = feature_matrix(df, feature_names)
+    labels = label_strings(df[label], label)
     class_labels = sorted(set(labels))
     if len(class_labels) < 2:
         raise ValueError(
@@ -224,8 +199,8 @@ def evaluate(
         raise ValueError(f"Label column {label!r} not in columns {list(df.columns)}.")
     if len(df) == 0:
         raise ValueError("Cannot evaluate on an empty DataFrame.")
-    features = _feature_matrix(df, feature_names)
-    labels = _label_strings(df[label], label)
+    features = feature_matrix(df, feature_names)
+    labels = label_strings(df[label], label)
     unknown = sorted(set(labels) - set(class_labels))
     if unknown:
         raise ValueError(
@@ -316,34 +291,3 @@ def _require_onnx() -> None:
             "Exporting model.onnx needs the 'onnx' package; install it into the "
             "pytorch image (pip install onnx)."
         )
-
-
-def _feature_matrix(df: pd.DataFrame, feature_names: Sequence[str]) -> np.ndarray:
-    missing = [name for name in feature_names if name not in df.columns]
-    if missing:
-        raise ValueError(f"Feature columns {missing} are missing from the DataFrame.")
-    frame = df[list(feature_names)]
-    non_numeric = [
-        name
-        for name in feature_names
-        if not pd.api.types.is_numeric_dtype(frame[name].dtype)
-    ]
-    if non_numeric:
-        raise ValueError(
-            f"Feature columns {non_numeric} are not numeric; preprocess them first."
-        )
-    values = frame.to_numpy(dtype=np.float32, na_value=np.nan)
-    with_nan = [
-        name for i, name in enumerate(feature_names) if np.isnan(values[:, i]).any()
-    ]
-    if with_nan:
-        raise ValueError(
-            f"Feature columns {with_nan} have missing values; impute them first."
-        )
-    return values
-
-
-def _label_strings(values: pd.Series, label: str) -> list[str]:
-    if values.isna().any():
-        raise ValueError(f"Label column {label!r} has missing values.")
-    return [str(value) for value in values]
