@@ -57,7 +57,7 @@ def _project(tmp_path: Path, dockerfile: str, requirements: str | None = None) -
     return folder / "Dockerfile"
 
 
-def _add_wheels(builder: ImageBuilder, *pins: str) -> None:
+def _add_wheels(builder: ImageBuilder, *pins: str, deps: bool = False) -> None:
     """Put wheels the user's Dockerfile installs by hand into the wheelhouse."""
     assert builder.wheelhouse_dir is not None
     subprocess.run(
@@ -66,7 +66,7 @@ def _add_wheels(builder: ImageBuilder, *pins: str) -> None:
             "-m",
             "pip",
             "wheel",
-            "--no-deps",
+            *([] if deps else ["--no-deps"]),
             "--quiet",
             "--wheel-dir",
             str(builder.wheelhouse_dir),
@@ -142,6 +142,35 @@ def test_a_later_layer_upgrading_past_beams_range_fails_at_the_check(
     message = str(failure.value)
     assert "pyarrow is 26.0.1, but the lock pins 25" in message
     assert "apache-beam" in message and "<26" in message
+    assert not _image_exists(docker_client, tags[0])
+
+
+def test_tensorflow_beside_beam_on_a_protobuf_it_cannot_load_fails_naming_both(
+    builder: ImageBuilder,
+    tags: list[str],
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """Beam accepts protobuf 5.28.0 and so does TensorFlow 2.20's metadata, and
+    `pip check` is content; TensorFlow's generated code is not."""
+    tags.append("zenml-test/tf-beam:1")
+    pins = ("tensorflow-cpu==2.20.0", "protobuf==5.28.0")
+    _add_wheels(builder, *pins, deps=True)
+    quoted = " ".join(f'"{p}"' for p in pins)
+    dockerfile = _project(
+        tmp_path,
+        "ARG BASE=zenml/base:latest\nFROM ${BASE}\nARG WHEELS=\n"
+        f'RUN pip install --no-index --find-links "$WHEELS" {quoted}\n',
+    )
+
+    with pytest.raises(ImageBuildError) as failure:
+        build_custom(builder, CustomImage.from_dockerfile(dockerfile, tags[0]))
+
+    message = " ".join(str(failure.value).split())
+    assert "import tensorflow failed" in message
+    assert "protobuf 5.28.0 is installed" in message
+    assert re.search(r"apache-beam \S+ requires protobuf\S*<7", message)
+    assert re.search(r"tensorflow[-_]cpu 2\.20\.0 requires protobuf>=5\.28\.0", message)
     assert not _image_exists(docker_client, tags[0])
 
 

@@ -1,0 +1,53 @@
+"""Checks and scores shared by the trainers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zenml.integrations.tabular import (
+    Evaluation,
+    feature_matrix,
+    label_strings,
+    split_features,
+)
+
+
+def test_an_evaluation_counts_true_rows_against_predicted_columns() -> None:
+    result = Evaluation.from_indices(
+        np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), ["a", "b", "c"]
+    )
+
+    assert result.accuracy == pytest.approx(3 / 5)
+    assert result.confusion_matrix == ((1, 1, 0), (0, 1, 0), (1, 0, 1))
+    assert result.to_dict()["labels"] == ["a", "b", "c"]
+
+
+def test_features_are_every_column_but_the_label_in_order() -> None:
+    frame = pd.DataFrame({"b": [1.0], "label": ["x"], "a": [2]})
+
+    assert split_features(frame, "label") == ["b", "a"]
+    assert feature_matrix(frame, ["b", "a"]).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"f": ["x"]}), "not numeric"),
+        (pd.DataFrame({"f": [np.nan]}), "missing values; impute"),
+        (pd.DataFrame({"g": [1.0]}), "missing from the DataFrame"),
+    ],
+)
+def test_bad_features_are_refused_naming_the_column(
+    frame: pd.DataFrame, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        feature_matrix(frame, ["f"])
+
+
+def test_missing_labels_and_an_unknown_label_column_are_refused() -> None:
+    with pytest.raises(ValueError, match="has missing values"):
+        label_strings(pd.Series(["a", None]), "species")
+    with pytest.raises(ValueError, match="not in columns"):
+        split_features(pd.DataFrame({"f": [1]}), "species")
