@@ -595,6 +595,13 @@ def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
 @click.option(
     "--user", help="Run the --dockerfile image as this user (created if missing)."
 )
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A build argument of the named images, e.g. BEAM_SDK_IMAGE=...; repeatable.",
+)
 @_friendly_errors
 def image_build(
     names: tuple[str, ...],
@@ -605,6 +612,7 @@ def image_build(
     tag: str | None,
     from_: str | None,
     user: str | None,
+    build_args: tuple[str, ...],
 ) -> None:
     """Build NAMES (default: all) and their parents, where anything changed.
 
@@ -621,7 +629,11 @@ def image_build(
         image_id = build_custom(builder, custom)
         out.print(f"{tag}  {image_id[:19]}  in {time.monotonic() - started:.0f}s")
         return
-    results = builder.build(list(names), force=force)
+    results = builder.build(
+        list(names),
+        force=force,
+        build_args=dict(_parse_pairs(build_args, "--build-arg", "KEY=VALUE")),
+    )
     for result in results:
         verb = "built" if result.built else "up to date"
         out.print(f"{result.name:<8} {verb:<10} {result.tag}  {result.image_id[:19]}")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+
 import docker
+import docker.errors
 import pytest
 
+from zenml.exceptions import ImageBuildError
 from zenml.images.builder import ImageBuilder
 
 pytestmark = pytest.mark.usefixtures("images")
@@ -14,7 +19,7 @@ def _layers(client: docker.DockerClient, tag: str) -> list[str]:
     return list(client.images.get(tag).attrs["RootFS"]["Layers"])
 
 
-@pytest.mark.parametrize("name", ["gcp", "pytorch", "cortex"])
+@pytest.mark.parametrize("name", ["gcp", "pytorch", "cortex", "tensorflow"])
 def test_integration_images_are_built_on_the_base_layers(
     docker_client: docker.DockerClient, images: dict[str, str], name: str
 ) -> None:
@@ -51,7 +56,13 @@ def test_running_an_image_without_arguments_describes_it(
 def test_a_second_build_builds_nothing(docker_client: docker.DockerClient) -> None:
     results = ImageBuilder(docker_client, printer=lambda line: None).build([])
 
-    assert [r.name for r in results] == ["base", "gcp", "pytorch", "cortex"]
+    assert [r.name for r in results] == [
+        "base",
+        "gcp",
+        "pytorch",
+        "cortex",
+        "tensorflow",
+    ]
     assert not any(r.built for r in results)
 
 
@@ -98,3 +109,69 @@ def test_the_self_test_passes_in_every_image(
             network_mode="none",
         ).decode()
         assert "self-test passed" in output
+
+
+BOOT_STAND_IN = """\
+FROM {parent}
+RUN mkdir -p /opt/apache/beam \\
+ && printf '#!/bin/sh\\necho "beam boot: $*"\\n' > /opt/apache/beam/boot \\
+ && chmod +x /opt/apache/beam/boot
+"""
+
+
+@pytest.fixture
+def dataflow_builder(docker_client: docker.DockerClient) -> Iterator[ImageBuilder]:
+    """A builder, and removal of the gcp-dataflow images it makes."""
+    builder = ImageBuilder(docker_client, printer=lambda line: None)
+    yield builder
+    for image in docker_client.images.list("zenml/gcp-dataflow"):
+        docker_client.images.remove(image.id, force=True)
+    for tag in ("zenml-test/beam-sdk:stand-in",):
+        try:
+            docker_client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def test_the_dataflow_image_needs_beams_sdk_image_and_says_how_to_get_it(
+    dataflow_builder: ImageBuilder,
+) -> None:
+    with pytest.raises(ImageBuildError) as failure:
+        dataflow_builder.build(
+            ["gcp-dataflow"],
+            build_args={"BEAM_SDK_IMAGE": "zenml-test/no-such-beam-sdk:1"},
+        )
+
+    message = str(failure.value)
+    assert "zenml-test/no-such-beam-sdk:1" in message
+    assert "docker load" in message and "--build-arg BEAM_SDK_IMAGE=" in message
+
+
+def test_the_dataflow_image_is_the_gcp_image_with_beams_boot_entrypoint(
+    docker_client: docker.DockerClient,
+    images: dict[str, str],
+    dataflow_builder: ImageBuilder,
+) -> None:
+    """A stand-in for Beam's SDK image proves the copy and the entrypoint."""
+    docker_client.images.build(
+        fileobj=io.BytesIO(
+            BOOT_STAND_IN.format(parent=dataflow_builder.parent).encode()
+        ),
+        tag="zenml-test/beam-sdk:stand-in",
+        network_mode="none",
+        rm=True,
+    )
+
+    [*_, built] = dataflow_builder.build(
+        ["gcp-dataflow"],
+        build_args={"BEAM_SDK_IMAGE": "zenml-test/beam-sdk:stand-in"},
+    )
+
+    image = docker_client.images.get(built.tag)
+    assert image.attrs["Config"]["Entrypoint"] == ["/opt/apache/beam/boot"]
+    gcp_layers = _layers(docker_client, images["gcp"])
+    assert _layers(docker_client, built.tag)[: len(gcp_layers)] == gcp_layers
+    output = docker_client.containers.run(
+        built.tag, ["--worker_pool"], remove=True
+    ).decode()
+    assert output.strip() == "beam boot: --worker_pool"

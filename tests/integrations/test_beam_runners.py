@@ -139,7 +139,7 @@ def test_dataflow_sends_project_region_locations_and_the_gcp_image() -> None:
         "temp_location": "gs://zenml-bucket/tmp",
         "staging_location": "gs://zenml-bucket/tmp/staging",
         "service_account_email": "runner@proj.iam.gserviceaccount.com",
-        "sdk_container_image": f"{REGISTRY}/zenml-gcp:0.1.0",
+        "sdk_container_image": f"{REGISTRY}/zenml-gcp-dataflow:0.1.0",
         "sdk_location": "container",
         "experiments": ["use_runner_v2", "no_use_multiple_sdk_containers"],
         "job_name": "quickstart-preprocess",

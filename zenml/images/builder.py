@@ -101,10 +101,26 @@ class ImageBuilder:
 
     # Building -----------------------------------------------------------
 
-    def build(self, names: list[str], *, force: bool = False) -> list[BuiltImage]:
-        """Build `names` and their parents where anything changed."""
+    def build(
+        self,
+        names: list[str],
+        *,
+        force: bool = False,
+        build_args: dict[str, str] | None = None,
+    ) -> list[BuiltImage]:
+        """Build `names` and their parents where anything changed.
+
+        `build_args` go to the named images only (they change their tags).
+        """
+        if build_args:
+            if not names:
+                raise ZenMLError("build arguments need the images they are for named")
+            for name in names:
+                if name in self.specs:
+                    self.specs[name] = self.specs[name].with_build_args(**build_args)
         results: list[BuiltImage] = []
-        for spec in with_ancestors(names or list(self.specs), self.specs):
+        wanted = names or [s.name for s in self.specs.values() if not s.on_request]
+        for spec in with_ancestors(wanted, self.specs):
             tag = self.content_tag(spec)
             if not force:
                 existing = self._existing(tag)
@@ -145,6 +161,9 @@ class ImageBuilder:
             build_args["PARENT"] = self.parent
         else:
             build_args["BASE"] = self.content_tag(self.specs[spec.parent])
+        for key, reference in build_args.items():
+            if key.endswith("_IMAGE"):
+                self._ensure_stage_image(spec, key, reference)
 
         server_image = build_args.get("BASE") or self.parent
         with wheelhouse.serve(self.client, wheels, server_image) as served:
@@ -169,6 +188,25 @@ class ImageBuilder:
         self.printer(f"  largest packages: {self.largest_packages(tag)}")
         logger.debug("build log of %s: %d lines", spec.name, len(log))
         return BuiltImage(spec.name, tag, str(image.id), True, seconds, size)
+
+    def _ensure_stage_image(self, spec: ImageSpec, key: str, reference: str) -> None:
+        """A Dockerfile stage's image must be here, since no build may pull."""
+        try:
+            self.client.images.get(reference)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        self.printer(f"  pulling {reference} ({key})")
+        try:
+            self.client.images.pull(reference)
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(
+                f"image {spec.name!r} copies from {reference} ({key}), which is "
+                f"not on this machine and cannot be pulled: {exc.explanation or exc}"
+                f"\nLoad it from a mirror (`docker load -i FILE`), or name a copy "
+                f"that is here with `--build-arg {key}=NAME`.",
+                image=spec.name,
+            ) from exc
 
     def stream_build(
         self,
@@ -218,8 +256,10 @@ class ImageBuilder:
         else:
             command += ["--source", source_hash()]
         try:
+            # Given as the entrypoint, so an image's own (Beam's boot, say)
+            # does not swallow the command.
             output = self.client.containers.run(
-                tag, command, remove=True, network_mode="none", stderr=True
+                tag, entrypoint=command, remove=True, network_mode="none", stderr=True
             )
         except docker.errors.ContainerError as exc:
             stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
@@ -236,7 +276,7 @@ class ImageBuilder:
         """The image's biggest distributions, as one line for the build's end."""
         output = self.client.containers.run(
             tag,
-            ["python", "-m", "zenml.images.about", "--largest"],
+            entrypoint=["python", "-m", "zenml.images.about", "--largest"],
             remove=True,
             network_mode="none",
         )

@@ -35,6 +35,8 @@ class ImageSpec:
     """The zenml extra the image installs, so pip and image installs agree."""
     build_args: dict[str, str] = field(default_factory=dict)
     dockerfile: str = "Dockerfile"
+    on_request: bool = False
+    """Built only when named: its build needs something a plain build lacks."""
 
     @property
     def repository(self) -> str:
@@ -128,10 +130,32 @@ _BUILTIN: tuple[tuple[str, str | None, str | None], ...] = (
 
 def builtin_images() -> dict[str, ImageSpec]:
     folder = images_dir()
-    return {
+    specs = {
         name: ImageSpec(name=name, context=folder / name, parent=parent, extra=extra)
         for name, parent, extra in _BUILTIN
     }
+    # Dataflow's worker image: the gcp image with Beam's boot entrypoint, from
+    # Beam's SDK image, which a machine without a registry has to load first.
+    dataflow = folder / "gcp-dataflow"
+    specs["gcp-dataflow"] = ImageSpec(
+        name="gcp-dataflow",
+        context=dataflow,
+        parent="gcp",
+        extra="gcp",
+        build_args={"BEAM_SDK_IMAGE": beam_sdk_image(dataflow / LOCK_FILE)},
+        on_request=True,
+    )
+    return specs
+
+
+def beam_sdk_image(lock: Path) -> str:
+    """Beam's SDK image for the Beam version `lock` pins and Python 3.11."""
+    version = "latest"
+    if lock.is_file():
+        for line in lock.read_text(encoding="utf-8").splitlines():
+            if line.startswith("apache-beam=="):
+                version = line.split()[0].partition("==")[2]
+    return f"apache/beam_python3.11_sdk:{version}"
 
 
 def with_ancestors(names: list[str], specs: dict[str, ImageSpec]) -> list[ImageSpec]:

@@ -156,7 +156,9 @@ class DockerOrchestrator(Orchestrator):
         try:
             container = self.client.containers.create(
                 image.reference,
-                command=["python", "-m", "zenml.entrypoint", str(launch.task_file)],
+                # The entrypoint is zenml's, whatever the image's own is.
+                entrypoint=["python", "-m", "zenml.entrypoint"],
+                command=[str(launch.task_file)],
                 name=name,
                 labels=labels,
                 mounts=mounts,

@@ -74,8 +74,9 @@ class BeamSettings:
             gs:// URIs, staging defaulting to `<temp_location>/staging`.
         image_registry: where zenml's images were pushed, e.g.
             `europe-docker.pkg.dev/PROJECT/REPO`.
-        sdk_container_image: Dataflow's SDK image; zenml's gcp image from
-            `image_registry` by default.
+        sdk_container_image: Dataflow's SDK image; by default zenml's
+            gcp-dataflow image (the gcp image with Beam's boot entrypoint) from
+            `image_registry`.
         extra: further Beam options by name, passed unchanged; they win.
     """
 
@@ -287,7 +288,7 @@ def _dataflow(name: str, settings: BeamSettings) -> dict[str, Any]:
                 "set image_registry to where zenml's images were pushed "
                 "(e.g. europe-docker.pkg.dev/PROJECT/REPO), or sdk_container_image"
             )
-        image = _zenml_image("gcp", settings.image_registry)
+        image = _zenml_image("gcp-dataflow", settings.image_registry)
     if settings.job_name is not None and not _JOB_NAME.match(settings.job_name):
         raise ValueError(
             f"job_name {settings.job_name!r} is not a Dataflow job name; use "
