@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,14 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Column, Table
 
 import zenml
@@ -554,7 +563,52 @@ def image() -> None:
     """Build and inspect zenml's images."""
 
 
-def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
+class _BuildProgress:
+    """Build output as it streams, under a bar per image of its Dockerfile steps."""
+
+    _STEP = re.compile(r"^\s*(\S+) \| Step (\d+)/(\d+) : (.*)$")
+    _DONE = re.compile(r"^\s*(\S+) \| Successfully tagged ")
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, line: str) -> None:
+        self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if step := self._STEP.match(line):
+            name, number, total, instruction = step.groups()
+            if name not in self.tasks:
+                self.tasks[name] = self.progress.add_task(name, total=int(total))
+            self.progress.update(
+                self.tasks[name],
+                completed=int(number) - 1,
+                description=f"{name}: {escape(instruction[:40])}",
+            )
+        elif done := self._DONE.match(line):
+            task = self.tasks.get(done.group(1))
+            if task is not None:
+                self.progress.update(task, completed=self.progress.tasks[task].total)
+
+    def __enter__(self) -> _BuildProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _builder(
+    parent: str | None,
+    wheelhouse: Path | None,
+    printer: Callable[[str], None] | None = None,
+) -> Any:
     from zenml.images.builder import ImageBuilder
     from zenml.orchestrators.docker import connect
 
@@ -562,8 +616,11 @@ def _builder(parent: str | None, wheelhouse: Path | None) -> Any:
         connect(),
         parent=parent,
         wheelhouse_dir=wheelhouse,
-        printer=lambda line: console.print(
-            line, markup=False, highlight=False, soft_wrap=True
+        printer=printer
+        or (
+            lambda line: console.print(
+                line, markup=False, highlight=False, soft_wrap=True
+            )
         ),
     )
 
@@ -619,21 +676,22 @@ def image_build(
     With --dockerfile, build your own image FROM a zenml image instead.
     """
     started = time.monotonic()
-    builder = _builder(parent, wheelhouse)
-    if dockerfile is not None:
-        from zenml.images.custom import CustomImage, build_custom
+    with _BuildProgress() as display:
+        builder = _builder(parent, wheelhouse, display)
+        if dockerfile is not None:
+            from zenml.images.custom import CustomImage, build_custom
 
-        if not tag:
-            raise ZenMLError("--dockerfile needs --tag NAME:TAG for the new image")
-        custom = CustomImage.from_dockerfile(dockerfile, tag, from_, user)
-        image_id = build_custom(builder, custom)
-        out.print(f"{tag}  {image_id[:19]}  in {time.monotonic() - started:.0f}s")
-        return
-    results = builder.build(
-        list(names),
-        force=force,
-        build_args=dict(_parse_pairs(build_args, "--build-arg", "KEY=VALUE")),
-    )
+            if not tag:
+                raise ZenMLError("--dockerfile needs --tag NAME:TAG for the new image")
+            custom = CustomImage.from_dockerfile(dockerfile, tag, from_, user)
+            image_id = build_custom(builder, custom)
+            out.print(f"{tag}  {image_id[:19]}  in {time.monotonic() - started:.0f}s")
+            return
+        results = builder.build(
+            list(names),
+            force=force,
+            build_args=dict(_parse_pairs(build_args, "--build-arg", "KEY=VALUE")),
+        )
     for result in results:
         verb = "built" if result.built else "up to date"
         out.print(f"{result.name:<8} {verb:<10} {result.tag}  {result.image_id[:19]}")

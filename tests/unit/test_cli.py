@@ -276,3 +276,21 @@ def test_show_an_unknown_run(zenml) -> None:
     ok(zenml("init"))
 
     refused(zenml("runs", "show", "20990101"), "zenml runs list")
+
+
+def test_the_build_display_counts_dockerfile_steps_per_image() -> None:
+    from zenml.cli import _BuildProgress
+
+    display = _BuildProgress()
+    for line in (
+        "  base | Step 1/4 : FROM zenml/python:3.11-bookworm",
+        "  base | Step 3/4 : RUN pip install zenml",
+        "  gcp | Step 2/6 : COPY requirements.lock /opt/zenml/locks/gcp.lock",
+        "  base | Successfully tagged zenml/base:0.1.0-abc",
+        "an unrelated line | Step x",
+    ):
+        display(line)
+
+    tasks = {task.description.split(":")[0]: task for task in display.progress.tasks}
+    assert (tasks["base"].completed, tasks["base"].total) == (4, 4)
+    assert (tasks["gcp"].completed, tasks["gcp"].total) == (1, 6)
