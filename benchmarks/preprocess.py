@@ -1,6 +1,6 @@
 """Beam preprocessing against the same transform in plain pandas, side by side.
 
-    python benchmarks/preprocess.py [--rows 1000000] [--repeat 5] [--portable]
+    python benchmarks/preprocess.py [--rows 1000000] [--repeat 5]
 
 The data has the quickstart's schema: Palmer penguins rows resampled with a
 seeded generator, missing values included, with small seeded noise on the four
@@ -12,28 +12,18 @@ temporary work_dir included. Their outputs are checked for equality before anyth
 timed; the runs then alternate and the median of each is reported as rows per
 second, with the ratio (goal: Beam at least a third of pandas).
 
-``--portable`` also times the PortableRunner against a local job service and an
-external worker pool, both started here, reached on localhost ports and stopped
-at the end. The pool listens on all interfaces: Beam binds it to ``[::]`` and
-has no option for that. The job service runs the pipeline with Beam's
-FnApiRunner, which starts one worker per environment whatever
-``--direct_num_workers`` says, so the line reports the workers the pool started.
+The portable runner is measured by ``benchmarks/portable.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +51,6 @@ SPLITS = {"train": 0.6, "eval": 0.2, "test": 0.2}
 GOAL = 1 / 3
 # Beam merges per-batch means, pandas sums in one pass: the last bits differ.
 TOLERANCE = 1e-9
-SERVICE_START_TIMEOUT = 60.0
-PORTABLE_RUN_TIMEOUT = 600.0
-PORTABLE_WORKERS = 2
 
 Splits = dict[str, pd.DataFrame]
 
@@ -167,148 +154,11 @@ def report(label: str, rows: int, seconds: float, baseline: float | None) -> Non
     print(line, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVICE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{log.stem} exited early:\n{_tail(log)}")
-        try:
-            with socket.create_connection(("localhost", port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(
-        f"{log.stem} not listening after {SERVICE_START_TIMEOUT:.0f}s:\n{_tail(log)}"
-    )
-
-
-def _tail(log: Path, lines: int = 20) -> str:
-    # The log lives in a temporary folder that is gone once the error is seen.
-    text = log.read_text(encoding="utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    # Each service leads its own process group; the pool's workers are in it.
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-@contextmanager
-def portable_services(log_dir: Path, workers: int) -> Iterator[tuple[Any, Path]]:
-    """A local job service and an external worker pool; yields options, pool log."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    job_port, pool_port = _free_port(), _free_port()
-    # The pool starts each worker with the first `python` on PATH.
-    bin_dir = os.path.dirname(sys.executable)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    services = {
-        "job-service": (
-            [
-                sys.executable,
-                "-m",
-                "apache_beam.runners.portability.local_job_service_main",
-                "--port",
-                str(job_port),
-            ],
-            job_port,
-        ),
-        "worker-pool": (
-            [
-                sys.executable,
-                "-m",
-                "apache_beam.runners.worker.worker_pool_main",
-                "--service_port",
-                str(pool_port),
-            ],
-            pool_port,
-        ),
-    }
-
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def stop_all() -> None:
-        for process in reversed(processes):
-            _stop(process)
-
-    # Stopping the services makes a hung job fail instead of waiting forever.
-    watchdog = threading.Timer(PORTABLE_RUN_TIMEOUT, stop_all)
-    try:
-        for name, (command, port) in services.items():
-            log = log_dir / f"{name}.log"
-            with open(log, "wb") as out:
-                process = subprocess.Popen(
-                    command,
-                    cwd=REPO,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            processes.append(process)
-            _wait_for_port(port, process, log)
-        watchdog.start()
-
-        options = PipelineOptions(
-            [
-                "--runner=PortableRunner",
-                f"--job_endpoint=localhost:{job_port}",
-                "--environment_type=EXTERNAL",
-                f"--environment_config=localhost:{pool_port}",
-                f"--direct_num_workers={workers}",
-            ]
-        )
-        yield options, log_dir / "worker-pool.log"
-    finally:
-        watchdog.cancel()
-        stop_all()
-
-
-def _workers_started(pool_log: Path) -> int:
-    text = pool_log.read_text(encoding="utf-8", errors="replace")
-    return text.count("Starting worker with command")
-
-
-def time_portable(
-    splits: Splits, expected: Splits, work_dir: str, log_dir: Path, repeat: int
-) -> tuple[float, float, float]:
-    """Median seconds on the PortableRunner, workers started per job, largest gap."""
-    with portable_services(log_dir, PORTABLE_WORKERS) as (options, pool_log):
-        gap = largest_difference(expected, beam_preprocess(splits, work_dir, options))
-        seconds = time_side_by_side(
-            {"portable": lambda: beam_preprocess(splits, work_dir, options)}, repeat
-        )["portable"]
-        workers = _workers_started(pool_log) / (repeat + 1)
-    return seconds, workers, gap
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--portable",
-        action="store_true",
-        help="also time the PortableRunner with an external worker pool",
-    )
     args = parser.parse_args()
 
     import apache_beam
@@ -348,22 +198,6 @@ def main() -> None:
             median["beam"],
             median["pandas"],
         )
-
-        if args.portable:
-            seconds, workers, gap = time_portable(
-                splits, expected, work_dir, Path(folder), args.repeat
-            )
-            report(
-                f"Beam PortableRunner, {workers:g} worker(s)/job",
-                rows,
-                seconds,
-                median["pandas"],
-            )
-            print(
-                f"  asked for {PORTABLE_WORKERS} workers (--direct_num_workers); "
-                f"outputs equal, standardised values within {gap:.1e}",
-                flush=True,
-            )
 
 
 if __name__ == "__main__":
