@@ -297,6 +297,28 @@ def test_a_build_from_a_wheelhouse_succeeds_with_the_network_cut_off(
     assert output.decode().strip() == "imported"
 
 
+def test_a_libc_without_wheels_shows_pips_own_error(
+    builder: ImageBuilder, tags: list[str], tmp_path: Path
+) -> None:
+    """The wheelhouse holds glibc (manylinux) wheels; an install for a musl
+    platform, as on an Alpine parent, finds none, and pip says so itself."""
+    tags.append("zenml-test/musl:1")
+    _add_wheels(builder, "polars")
+    dockerfile = _project(
+        tmp_path,
+        "ARG BASE=zenml/base:latest\nFROM ${BASE}\nARG WHEELS=\n"
+        'RUN pip download --no-index --find-links "$WHEELS" --no-deps '
+        "--only-binary=:all: --platform musllinux_1_2_x86_64 -d /tmp/w polars\n",
+    )
+
+    with pytest.raises(ImageBuildError) as failure:
+        build_custom(builder, CustomImage.from_dockerfile(dockerfile, tags[0]))
+
+    message = str(failure.value)
+    assert "No matching distribution found for polars" in message
+    assert "returned a non-zero code" in message
+
+
 def test_pip_in_the_image_installs_for_the_default_user(
     docker_client: docker.DockerClient, images: dict[str, str], builder: ImageBuilder
 ) -> None:

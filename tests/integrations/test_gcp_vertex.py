@@ -179,6 +179,17 @@ def test_each_quickstart_step_pulls_its_own_image(
     assert images["deploy"] == f"{REGISTRY}/zenml-cortex:0.1.0"
 
 
+def test_a_tensorflow_step_runs_in_the_pushed_tensorflow_image(
+    settings: VertexSettings,
+) -> None:
+    spec = load_pipeline(QUICKSTART.parents[1] / "tensorflow" / "pipeline.py").compile()
+
+    job = custom_job("keras", RUN_ID, spec.step("train"), TASK, {}, settings)
+
+    container = job.job_spec.worker_pool_specs[0].container_spec
+    assert container.image_uri == f"{REGISTRY}/zenml-tensorflow:0.1.0"
+
+
 def test_gpu_steps_need_an_accelerator_type(quickstart: PipelineSpec) -> None:
     settings = VertexSettings(
         project="zenml-proj",
