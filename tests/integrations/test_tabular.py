@@ -8,6 +8,7 @@ import pytest
 
 from zenml.integrations.tabular import (
     Evaluation,
+    evaluation_data,
     feature_matrix,
     label_strings,
     split_features,
@@ -51,3 +52,27 @@ def test_missing_labels_and_an_unknown_label_column_are_refused() -> None:
         label_strings(pd.Series(["a", None]), "species")
     with pytest.raises(ValueError, match="not in columns"):
         split_features(pd.DataFrame({"f": [1]}), "species")
+
+
+def test_evaluation_data_maps_labels_to_the_models_class_order() -> None:
+    frame = pd.DataFrame({"f": [1.0, 2.0, 3.0], "y": ["b", "a", "b"]})
+
+    features, truth = evaluation_data(frame, "y", ["f"], ["b", "a"])
+
+    assert features.tolist() == [[1.0], [2.0], [3.0]]
+    assert truth.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"f": [1.0], "y": ["c"]}), r"Labels \['c'\] were not seen"),
+        (pd.DataFrame({"f": [], "y": []}), "empty DataFrame"),
+        (pd.DataFrame({"f": [1.0]}), "Label column 'y' not in columns"),
+    ],
+)
+def test_evaluation_data_refuses_what_the_model_cannot_score(
+    frame: pd.DataFrame, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        evaluation_data(frame, "y", ["f"], ["a", "b"])

@@ -92,3 +92,29 @@ def label_strings(values: pd.Series, label: str) -> list[str]:
     if values.isna().any():
         raise ValueError(f"Label column {label!r} has missing values.")
     return [str(value) for value in values]
+
+
+def evaluation_data(
+    df: pd.DataFrame,
+    label: str,
+    feature_names: Sequence[str],
+    class_labels: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and true class indices of `df` for a model trained on these.
+
+    Refuses a missing label column, an empty frame and labels the model never saw.
+    """
+    if label not in df.columns:
+        raise ValueError(f"Label column {label!r} not in columns {list(df.columns)}.")
+    if len(df) == 0:
+        raise ValueError("Cannot evaluate on an empty DataFrame.")
+    features = feature_matrix(df, feature_names)
+    labels = label_strings(df[label], label)
+    unknown = sorted(set(labels) - set(class_labels))
+    if unknown:
+        raise ValueError(
+            f"Labels {unknown} were not seen in training; the model knows "
+            f"{list(class_labels)}."
+        )
+    index_of = {name: i for i, name in enumerate(class_labels)}
+    return features, np.asarray([index_of[v] for v in labels], dtype=np.int64)

@@ -27,6 +27,7 @@ from torch import nn
 from zenml.integrations.tabular import (
     Evaluation,
     TrainingResult,
+    evaluation_data,
     feature_matrix,
     label_strings,
     split_features,
@@ -195,22 +196,10 @@ def evaluate(
 ) -> Evaluation:
     """Return the accuracy and confusion matrix of the model in ``model_dir``."""
     model, feature_names, class_labels = load_model(model_dir, device)
-    if label not in df.columns:
-        raise ValueError(f"Label column {label!r} not in columns {list(df.columns)}.")
-    if len(df) == 0:
-        raise ValueError("Cannot evaluate on an empty DataFrame.")
-    features = feature_matrix(df, feature_names)
-    labels = label_strings(df[label], label)
-    unknown = sorted(set(labels) - set(class_labels))
-    if unknown:
-        raise ValueError(
-            f"Labels {unknown} were not seen in training; the model knows "
-            f"{class_labels}."
-        )
+    features, truth_indices = evaluation_data(df, label, feature_names, class_labels)
 
     target = next(model.parameters()).device
-    index_of = {name: i for i, name in enumerate(class_labels)}
-    truth = torch.as_tensor([index_of[v] for v in labels], device=target)
+    truth = torch.as_tensor(truth_indices, device=target)
     x = torch.as_tensor(features, dtype=torch.float32, device=target)
     with torch.no_grad():
         predicted = torch.cat(

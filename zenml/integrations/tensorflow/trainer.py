@@ -25,6 +25,7 @@ import tensorflow as tf
 from zenml.integrations.tabular import (
     Evaluation,
     TrainingResult,
+    evaluation_data,
     feature_matrix,
     label_strings,
     split_features,
@@ -145,19 +146,6 @@ def evaluate(
 ) -> Evaluation:
     """Return the accuracy and confusion matrix of the model in ``model_dir``."""
     model, feature_names, class_labels = load_model(model_dir)
-    if label not in df.columns:
-        raise ValueError(f"Label column {label!r} not in columns {list(df.columns)}.")
-    if len(df) == 0:
-        raise ValueError("Cannot evaluate on an empty DataFrame.")
-    features = feature_matrix(df, feature_names)
-    labels = label_strings(df[label], label)
-    unknown = sorted(set(labels) - set(class_labels))
-    if unknown:
-        raise ValueError(
-            f"Labels {unknown} were not seen in training; the model knows "
-            f"{class_labels}."
-        )
-    index_of = {name: i for i, name in enumerate(class_labels)}
-    truth = np.asarray([index_of[v] for v in labels], dtype=np.int64)
+    features, truth = evaluation_data(df, label, feature_names, class_labels)
     probabilities = model.predict(features, batch_size=_EVAL_BATCH_SIZE, verbose=0)
     return Evaluation.from_indices(truth, probabilities.argmax(axis=1), class_labels)
