@@ -692,9 +692,12 @@ def image_build(
             force=force,
             build_args=dict(_parse_pairs(build_args, "--build-arg", "KEY=VALUE")),
         )
+    width = max((len(result.name) for result in results), default=0)
     for result in results:
         verb = "built" if result.built else "up to date"
-        out.print(f"{result.name:<8} {verb:<10} {result.tag}  {result.image_id[:19]}")
+        out.print(
+            f"{result.name:<{width}}  {verb:<10} {result.tag}  {result.image_id[:19]}"
+        )
     out.print(f"{len(results)} images in {time.monotonic() - started:.2f}s")
 
 
