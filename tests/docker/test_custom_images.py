@@ -300,15 +300,16 @@ def test_a_build_from_a_wheelhouse_succeeds_with_the_network_cut_off(
 def test_a_libc_without_wheels_shows_pips_own_error(
     builder: ImageBuilder, tags: list[str], tmp_path: Path
 ) -> None:
-    """The wheelhouse holds glibc (manylinux) wheels; an install for a musl
-    platform, as on an Alpine parent, finds none, and pip says so itself."""
+    """The wheelhouse holds only glibc (manylinux) wheels, as a host fills it;
+    an install for a musl platform, as on an Alpine parent, finds none of
+    polars' compiled part, and pip says so itself."""
     tags.append("zenml-test/musl:1")
-    _add_wheels(builder, "polars")
+    _add_wheels(builder, "polars", deps=True)
     dockerfile = _project(
         tmp_path,
         "ARG BASE=zenml/base:latest\nFROM ${BASE}\nARG WHEELS=\n"
-        'RUN pip download --no-index --find-links "$WHEELS" --no-deps '
-        "--only-binary=:all: --platform musllinux_1_2_x86_64 -d /tmp/w polars\n",
+        'RUN pip download --no-index --find-links "$WHEELS" --only-binary=:all: '
+        "--platform musllinux_1_2_x86_64 -d /tmp/w polars\n",
     )
 
     with pytest.raises(ImageBuildError) as failure:
