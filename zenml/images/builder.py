@@ -24,6 +24,7 @@ import docker.errors
 import zenml
 from zenml.exceptions import ImageBuildError, ImageNotFoundError, ZenMLError
 from zenml.images import wheelhouse
+from zenml.images.parent import check_parent
 from zenml.images.spec import (
     DEFAULT_PARENT,
     ImageSpec,
@@ -147,18 +148,18 @@ class ImageBuilder:
             )
         self.printer(f"Building {spec.repository} ({tag})")
         started = time.monotonic()
+        if spec.parent is None:
+            check_parent(self.client, self.parent)
         wheels = self.wheelhouse_dir or wheelhouse.default_wheelhouse()
         locks = [spec.lock_path]
         self.printer(f"  filling the wheelhouse {wheels} on the host")
         wheelhouse.fill(wheels, locks)
 
-        build_args = {
-            "ZENML_VERSION": zenml.__version__,
-            "ZENML_SOURCE": source_hash()[:16],
-            **spec.build_args,
-        }
+        build_args = {"ZENML_VERSION": zenml.__version__, **spec.build_args}
         if spec.parent is None:
             build_args["PARENT"] = self.parent
+            # zenml is installed in the base only; its children inherit it.
+            build_args["ZENML_SOURCE"] = source_hash()[:16]
         else:
             build_args["BASE"] = self.content_tag(self.specs[spec.parent])
         for key, reference in build_args.items():

@@ -1,5 +1,7 @@
-"""A Python 3.11 parent image made from Debian's archive, without any registry.
+"""The base image's parent: checked before a build, or made without a registry.
 
+The parent must be a glibc-based image with Python 3.11 and its venv module,
+since the host fills the wheelhouse with manylinux wheels for Python 3.11.
 Where `python:3.11-slim` cannot be pulled, debootstrap installs a minimal
 Debian with Python 3.11 into a folder, which is imported as an image. It needs
 root and the `debootstrap` package on the host.
@@ -7,15 +9,18 @@ root and the `debootstrap` package on the host.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import docker.errors
 
-from zenml.exceptions import ZenMLError
+from zenml.exceptions import ImageBuildError, ZenMLError
 
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 # Left out of the image: they only cost space.
@@ -26,6 +31,78 @@ _PRUNE = (
     "usr/share/man",
     "usr/share/info",
 )
+
+
+# What the parent is asked: its Python, its venv module and its C library.
+_PROBE = (
+    "import json, platform, sys, importlib.util as u; "
+    "print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
+    "'venv': bool(u.find_spec('venv') and u.find_spec('ensurepip')), "
+    "'libc': platform.libc_ver()[0]}))"
+)
+_REMEDY = (
+    "Name a Debian-like parent with Python {python} and its venv module "
+    "(--parent or ZENML_PARENT_IMAGE), or make one without any registry with "
+    "`zenml image parent`."
+)
+
+
+def check_parent(client: docker.DockerClient, image: str) -> None:
+    """Refuse a parent the base image cannot be built on, saying why."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        output = client.containers.run(
+            image,
+            entrypoint=["python3", "-c", _PROBE],
+            remove=True,
+            network_mode="none",
+            stderr=True,
+        )
+    except docker.errors.ContainerError as exc:
+        stderr = exc.stderr.decode(errors="replace").strip() if exc.stderr else ""
+        raise ImageBuildError(
+            f"the parent {image} has no working python3: {stderr or exc}\n"
+            + _REMEDY.format(python=python),
+            image=image,
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"the parent {image} cannot run python3: {exc.explanation or exc}\n"
+            + _REMEDY.format(python=python),
+            image=image,
+        ) from exc
+    found = json.loads(bytes(output).decode().strip().splitlines()[-1])
+    problems = parent_problems(found, python)
+    if problems:
+        raise ImageBuildError(
+            f"the parent {image} cannot hold zenml's base image: "
+            + "; ".join(problems)
+            + ".\n"
+            + _REMEDY.format(python=python),
+            image=image,
+        )
+
+
+def parent_problems(found: dict[str, object], python: str) -> list[str]:
+    """What a parent's probe answer lacks; empty when it will do."""
+    problems = []
+    if found.get("python") != python:
+        problems.append(
+            f"it has Python {found.get('python')}, and the locks and the "
+            f"wheelhouse are for Python {python}"
+        )
+    if not found.get("venv"):
+        problems.append(
+            "its Python has no venv module with ensurepip (on Debian: "
+            f"apt-get install python{python}-venv)"
+        )
+    if found.get("libc") != "glibc":
+        problems.append(
+            f"its C library is {found.get('libc') or 'not glibc'} (musl, as on "
+            "Alpine, say), and the host fills the wheelhouse with manylinux "
+            "wheels, which need glibc"
+        )
+    return problems
 
 
 def make_parent(
