@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
+import shutil
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -66,6 +70,59 @@ def test_a_second_build_builds_nothing(docker_client: docker.DockerClient) -> No
     assert not any(r.built for r in results)
 
 
+@pytest.fixture
+def cortex_tags(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> Iterator[list[str]]:
+    """Images a test builds as cortex; the friendly tags move back afterwards."""
+    made: list[str] = []
+    yield made
+    current = docker_client.images.get(images["cortex"])
+    for friendly in ImageBuilder(docker_client).specs["cortex"].friendly_tags:
+        repository, _, label = friendly.rpartition(":")
+        current.tag(repository, label)
+    for tag in made:
+        try:
+            docker_client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def test_a_changed_transitive_pin_rebuilds_only_its_image(
+    docker_client: docker.DockerClient,
+    images: dict[str, str],
+    cortex_tags: list[str],
+    tmp_path: Path,
+) -> None:
+    """pyasn1-modules is no requirement of zenml's, only of google-auth's."""
+    builder = ImageBuilder(docker_client, printer=lambda line: None)
+    context = tmp_path / "cortex"
+    shutil.copytree(builder.specs["cortex"].context, context)
+    lock = context / "requirements.lock"
+    text, moved = re.subn(
+        r"^pyasn1_modules==0\.4\.2.*$",
+        "pyasn1_modules==0.4.1",
+        lock.read_text(),
+        flags=re.MULTILINE,
+    )
+    assert moved == 1
+    lock.write_text(text)
+    builder.specs["cortex"] = replace(builder.specs["cortex"], context=context)
+
+    first = builder.build(["cortex"])
+    cortex_tags.append(first[-1].tag)
+    again = builder.build(["cortex"])
+
+    assert [(r.name, r.built) for r in first] == [("base", False), ("cortex", True)]
+    assert first[-1].tag != images["cortex"]
+    assert not any(r.built for r in again)
+    assert again[-1].tag == first[-1].tag
+    listing = docker_client.containers.run(
+        first[-1].tag, ["pip", "list", "--format=freeze"], remove=True
+    ).decode()
+    assert "pyasn1_modules==0.4.1" in listing.replace("-", "_")
+
+
 def test_the_cpu_pytorch_image_holds_no_nvidia_packages(
     docker_client: docker.DockerClient, images: dict[str, str]
 ) -> None:
@@ -109,6 +166,38 @@ def test_the_self_test_passes_in_every_image(
             network_mode="none",
         ).decode()
         assert "self-test passed" in output
+
+
+@pytest.mark.parametrize(
+    ("removed", "named"),
+    [
+        ("/usr/lib/python3.11/venv", "no venv module"),
+        ("/usr/bin/python3 /usr/bin/python3.11", "no working python3"),
+    ],
+)
+def test_a_parent_that_cannot_hold_the_base_is_refused_before_any_build(
+    docker_client: docker.DockerClient, removed: str, named: str
+) -> None:
+    parent = ImageBuilder(docker_client, printer=lambda line: None).parent
+    tag = "zenml-test/broken-parent:1"
+    docker_client.images.build(
+        fileobj=io.BytesIO(f"FROM {parent}\nRUN rm -rf {removed}\n".encode()),
+        tag=tag,
+        network_mode="none",
+        rm=True,
+    )
+    try:
+        builder = ImageBuilder(docker_client, parent=tag, printer=lambda line: None)
+        with pytest.raises(ImageBuildError) as failure:
+            builder.build(["base"])
+
+        message = str(failure.value)
+        assert tag in message and named in message
+        assert "zenml image parent" in message
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(builder.content_tag(builder.specs["base"]))
+    finally:
+        docker_client.images.remove(tag, force=True)
 
 
 BOOT_STAND_IN = """\
