@@ -497,7 +497,7 @@ def runs_list(as_json: bool, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @_friendly_errors
 def runs_show(run_id: str, as_json: bool) -> None:
-    """A run's steps: status, image (tag and digest), duration, exit code, artifacts."""
+    """A run's steps: status, image (tag, digest, lock), duration, exit, artifacts."""
     run = _repository().metadata.run(run_id)
     run.pop("spec", None)
     if as_json:
@@ -510,13 +510,16 @@ def runs_show(run_id: str, as_json: bool) -> None:
     )
     if run["error"]:
         out.print(f"  {run['error']}")
-    table = Table("step", "status", "image", "digest", "duration", "exit", "artifacts")
+    table = Table(
+        "step", "status", "image", "digest", "lock", "duration", "exit", "artifacts"
+    )
     for step in run["steps"]:
         table.add_row(
             step["name"],
             _status(step["status"]),
             step["image"] or "-",
             (step["image_id"] or "-")[:19],
+            (step["image_lock"] or "-")[:12],
             _duration(step["started"], step["ended"]),
             "-" if step["exit_code"] is None else str(step["exit_code"]),
             "\n".join(f"{a['name']}: {a['uri']}" for a in step["artifacts"]) or "-",

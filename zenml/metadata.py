@@ -17,7 +17,7 @@ from typing import Any
 
 from zenml.exceptions import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS steps (
     integration TEXT,
     image TEXT,
     image_id TEXT,
+    image_lock TEXT,
     container TEXT,
     parameters TEXT,
     cache_key TEXT,
@@ -77,6 +78,18 @@ PENDING = "pending"
 SKIPPED = "skipped"
 CACHED = "cached"
 
+# Each step from one schema to the next; a store is migrated in one transaction,
+# adding what the new schema records and keeping everything it holds.
+_MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE steps ADD COLUMN image_lock TEXT",
+}
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    for step in range(version, SCHEMA_VERSION):
+        db.execute(_MIGRATIONS[step])
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+
 
 class MetadataStore:
     """A SQLite database file."""
@@ -97,6 +110,8 @@ class MetadataStore:
                 db.execute(
                     "INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
+            elif int(found[0]) < SCHEMA_VERSION:
+                _migrate(db, int(found[0]))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"metadata store {path} has schema {found[0]}, this zenml "

@@ -296,6 +296,7 @@ class _Runner:
                     cache_key=cache_key,
                     image=hit["image"],
                     image_id=hit["image_id"],
+                    image_lock=hit["image_lock"],
                     started=time.time(),
                     reason=f"reused run {hit['run_id']}",
                 )
@@ -366,6 +367,7 @@ class _Runner:
             reason=outcome.reason,
             image=outcome.image or image,
             image_id=outcome.image_id,
+            image_lock=outcome.image_lock,
             container=outcome.container,
         )
         seconds = time.monotonic() - started

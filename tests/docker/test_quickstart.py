@@ -47,6 +47,8 @@ def test_the_quickstart_trains_evaluates_and_serves_in_the_right_images(
         assert step["status"] == "completed"
         assert step["exit_code"] == 0
         assert step["image_id"].startswith("sha256:")
+        labels = docker_client.images.get(step["image_id"]).labels
+        assert step["image_lock"] == labels["org.zenml.lock-sha256"]
     assert not docker_client.containers.list(
         all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
     )

@@ -208,6 +208,46 @@ def test_a_store_of_another_schema_is_refused(store: MetadataStore) -> None:
         MetadataStore(store.path)
 
 
+# The first schema, with one finished run, as an earlier zenml wrote it.
+SCHEMA_1_STORE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE pipelines (name TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, pipeline TEXT NOT NULL REFERENCES pipelines(name),
+    status TEXT NOT NULL, orchestrator TEXT NOT NULL, spec TEXT NOT NULL,
+    started REAL NOT NULL, ended REAL, launcher_pid INTEGER, launcher_host TEXT,
+    error TEXT
+);
+CREATE TABLE steps (
+    run_id TEXT NOT NULL REFERENCES runs(id), name TEXT NOT NULL,
+    status TEXT NOT NULL, integration TEXT, image TEXT, image_id TEXT,
+    container TEXT, parameters TEXT, cache_key TEXT, started REAL, ended REAL,
+    exit_code INTEGER, reason TEXT, PRIMARY KEY (run_id, name)
+);
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO pipelines VALUES ('p', 1.0);
+INSERT INTO runs VALUES ('run-1', 'p', 'completed', 'docker', '{}', 1, 2, 1, 'h', NULL);
+INSERT INTO steps (run_id, name, status, image_id)
+    VALUES ('run-1', 'a', 'completed', 'sha256:abc');
+"""
+
+
+def test_a_store_of_the_first_schema_is_migrated_keeping_its_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "metadata.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1_STORE)
+
+    store = MetadataStore(path)
+    store.update_step("run-1", "a", image_lock="f00d")
+
+    [step] = store.run("run-1")["steps"]
+    assert (step["image_id"], step["image_lock"]) == ("sha256:abc", "f00d")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta").fetchone() == ("2",)
+
+
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "metadata.db"
     path.write_text("not sqlite " * 100)

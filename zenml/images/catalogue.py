@@ -28,6 +28,8 @@ class ResolvedImage:
 
     reference: str
     image_id: str
+    lock_sha256: str | None = None
+    """The hash of the lock the image was built from, as its label records."""
 
 
 def image_reference(step: StepSpec) -> str:
@@ -56,7 +58,11 @@ def resolve(client: docker.DockerClient, step: StepSpec) -> ResolvedImage:
         ) from exc
     if not step.image:
         _check_current(step, reference, image.labels or {})
-    return ResolvedImage(reference=reference, image_id=str(image.id))
+    return ResolvedImage(
+        reference=reference,
+        image_id=str(image.id),
+        lock_sha256=(image.labels or {}).get(LOCK_LABEL),
+    )
 
 
 def _check_current(step: StepSpec, reference: str, labels: dict[str, str]) -> None:

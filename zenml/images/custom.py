@@ -10,6 +10,7 @@ before it keeps its tag.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import tempfile
@@ -23,6 +24,7 @@ import zenml
 from zenml.exceptions import ImageBuildError
 from zenml.images import wheelhouse
 from zenml.images.builder import ImageBuilder
+from zenml.images.catalogue import LOCK_LABEL
 from zenml.images.spec import ImageSpec
 
 REQUIREMENTS = "requirements.txt"
@@ -114,6 +116,7 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
             labels={
                 "org.zenml.integration": f"custom:{image.parent}",
                 "org.opencontainers.image.version": zenml.__version__,
+                LOCK_LABEL: hashlib.sha256(lock.read_bytes()).hexdigest(),
             },
             network_mode=served.network_mode,
         )

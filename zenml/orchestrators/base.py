@@ -47,6 +47,7 @@ class StepOutcome:
     reason: str = ""
     image: str | None = None
     image_id: str | None = None
+    image_lock: str | None = None
     container: str | None = None
     last_lines: tuple[str, ...] = field(default_factory=tuple)
     started_at: float | None = None

@@ -178,6 +178,7 @@ class DockerOrchestrator(Orchestrator):
                 reason=f"Docker could not create the container: {exc.explanation}",
                 image=image.reference,
                 image_id=image.image_id,
+                image_lock=image.lock_sha256,
                 container=name,
             )
 
@@ -221,6 +222,7 @@ class DockerOrchestrator(Orchestrator):
                 reason="the container was removed while the step ran",
                 image=image.reference,
                 image_id=image.image_id,
+                image_lock=image.lock_sha256,
                 container=name,
                 last_lines=tuple(last_lines),
             )
@@ -305,6 +307,7 @@ def _outcome(
         reason=reason,
         image=image.reference,
         image_id=image.image_id,
+        image_lock=image.lock_sha256,
         container=name,
         last_lines=last_lines,
         started_at=_docker_time(state.get("StartedAt")),
