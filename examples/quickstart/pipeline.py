@@ -148,8 +148,8 @@ def deploy(
     row: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Serve the model over HTTP on localhost and ask it about one test penguin."""
+    from zenml.integrations.cortex.api import cortex_api_spec
     from zenml.integrations.cortex.local import serve_and_predict
-    from zenml.integrations.cortex.server import cortex_api_spec
 
     instance = {
         column: (

@@ -22,12 +22,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from zenml.integrations.beam.preprocess import preprocess
-from zenml.integrations.cortex.server import (
-    cortex_api_spec,
-    create_app,
-    local_bundle_path,
-    write_cortex_api_spec,
-)
+from zenml.integrations.cortex.api import cortex_api_spec, write_cortex_api_spec
+from zenml.integrations.cortex.server import create_app, local_bundle_path
 from zenml.integrations.pytorch.trainer import load_model, train
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -34,17 +33,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from zenml.integrations.beam.preprocess import PreprocessStats, apply_stats
+from zenml.integrations.cortex.api import DEFAULT_PORT, MODEL_URI_ENV
 
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 SIGNATURE_FILE = "signature.json"
 PREPROCESS_FILE = "preprocess.json"
-MODEL_URI_ENV = "ZENML_MODEL_URI"
-DEFAULT_PORT = 8080
 NUMBER, STRING = "number", "string"
-
-_API_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class RequestSchemaError(ValueError):
@@ -293,71 +289,6 @@ def run(
     import uvicorn
 
     uvicorn.run(create_app(bundle_dir), host=host, port=port)
-
-
-def cortex_api_spec(
-    name: str,
-    image: str,
-    model_uri: str,
-    *,
-    cpu: str = "1",
-    mem: str = "1Gi",
-    gpu: int = 0,
-    port: int = DEFAULT_PORT,
-) -> list[dict[str, Any]]:
-    """Return the Cortex RealtimeAPI spec that runs this server in ``image``.
-
-    ``model_uri`` is the bundle's path inside the container, for example a mounted
-    volume; it reaches the server as ``ZENML_MODEL_URI``.
-    """
-    if not _API_NAME.match(name):
-        raise ValueError(
-            f"Cortex API name {name!r} must be lowercase letters, digits and '-', "
-            "start with a letter and be at most 63 characters."
-        )
-    compute: dict[str, Any] = {"cpu": cpu, "mem": mem}
-    if gpu:
-        compute["gpu"] = gpu
-    container = {
-        "name": "api",
-        "image": image,
-        "command": [
-            "python",
-            "-m",
-            "zenml.integrations.cortex.server",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
-        "env": {MODEL_URI_ENV: model_uri},
-        "compute": compute,
-        "readiness_probe": {"http_get": {"path": "/readyz", "port": port}},
-        "liveness_probe": {"http_get": {"path": "/healthz", "port": port}},
-    }
-    return [
-        {
-            "name": name,
-            "kind": "RealtimeAPI",
-            "pod": {"containers": [container], "port": port},
-        }
-    ]
-
-
-def write_cortex_api_spec(
-    path: str | os.PathLike[str],
-    name: str,
-    image: str,
-    model_uri: str,
-    **compute: Any,
-) -> Path:
-    """Write :func:`cortex_api_spec` as YAML to ``path``, for ``cortex deploy``."""
-    import yaml
-
-    spec = cortex_api_spec(name, image, model_uri, **compute)
-    target = Path(path)
-    target.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return target
 
 
 def main(argv: Sequence[str] | None = None) -> None:
