@@ -37,7 +37,7 @@ def cortex_api_spec(
     gpu: int = 0,
     port: int = DEFAULT_PORT,
 ) -> list[dict[str, Any]]:
-    """Return the Cortex RealtimeAPI spec that runs this server in ``image``.
+    """Return the Cortex RealtimeAPI spec that runs zenml's model server in ``image``.
 
     ``model_uri`` is the bundle's path inside the container, for example a mounted
     volume; it reaches the server as ``ZENML_MODEL_URI``.
