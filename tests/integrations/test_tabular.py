@@ -12,6 +12,7 @@ from zenml.integrations.tabular import (
     feature_matrix,
     label_strings,
     split_features,
+    training_data,
 )
 
 
@@ -52,6 +53,22 @@ def test_missing_labels_and_an_unknown_label_column_are_refused() -> None:
         label_strings(pd.Series(["a", None]), "species")
     with pytest.raises(ValueError, match="not in columns"):
         split_features(pd.DataFrame({"f": [1]}), "species")
+
+
+def test_training_data_sorts_the_classes_and_indexes_each_row() -> None:
+    frame = pd.DataFrame({"y": ["b", "a", "b"], "f": [1, 2, 3]})
+
+    data = training_data(frame, "y")
+
+    assert data.feature_names == ["f"]
+    assert data.class_labels == ["a", "b"]
+    assert data.targets.tolist() == [1, 0, 1]
+    assert data.features.dtype == np.float32
+
+
+def test_training_data_needs_two_classes() -> None:
+    with pytest.raises(ValueError, match="at least two classes"):
+        training_data(pd.DataFrame({"f": [1.0, 2.0], "y": ["a", "a"]}), "y")
 
 
 def test_evaluation_data_maps_labels_to_the_models_class_order() -> None:

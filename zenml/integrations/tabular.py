@@ -94,6 +94,38 @@ def label_strings(values: pd.Series, label: str) -> list[str]:
     return [str(value) for value in values]
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """A frame ready for a trainer: its features and each row's class index."""
+
+    feature_names: list[str]
+    features: np.ndarray
+    """float32, one row per example, columns in `feature_names`' order."""
+    class_labels: list[str]
+    """Sorted; a row's class index points into this list."""
+    targets: np.ndarray
+    """int64 class indices."""
+
+
+def training_data(df: pd.DataFrame, label: str) -> TrainingData:
+    """Check `df` and split it into features and class indices of `label`.
+
+    Features are every column but `label`, in the frame's order; there must be
+    at least two classes.
+    """
+    feature_names = split_features(df, label)
+    features = feature_matrix(df, feature_names)
+    labels = label_strings(df[label], label)
+    class_labels = sorted(set(labels))
+    if len(class_labels) < 2:
+        raise ValueError(
+            f"Label {label!r} needs at least two classes, got {class_labels}."
+        )
+    return TrainingData(
+        feature_names, features, class_labels, _class_indices(labels, class_labels)
+    )
+
+
 def evaluation_data(
     df: pd.DataFrame,
     label: str,
@@ -116,5 +148,9 @@ def evaluation_data(
             f"Labels {unknown} were not seen in training; the model knows "
             f"{list(class_labels)}."
         )
+    return features, _class_indices(labels, class_labels)
+
+
+def _class_indices(labels: Sequence[str], class_labels: Sequence[str]) -> np.ndarray:
     index_of = {name: i for i, name in enumerate(class_labels)}
-    return features, np.asarray([index_of[v] for v in labels], dtype=np.int64)
+    return np.asarray([index_of[v] for v in labels], dtype=np.int64)

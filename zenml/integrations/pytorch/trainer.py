@@ -28,9 +28,7 @@ from zenml.integrations.tabular import (
     Evaluation,
     TrainingResult,
     evaluation_data,
-    feature_matrix,
-    label_strings,
-    split_features,
+    training_data,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,22 +91,15 @@ def train(
     the same weights. ``num_threads`` sets torch's CPU threads while training: small
     models train several times faster on one thread than on contended cores.
     """
-    feature_names = split_features(df, label)
-    features = feature_matrix(df, feature_names)
-    labels = label_strings(df[label], label)
-    class_labels = sorted(set(labels))
-    if len(class_labels) < 2:
-        raise ValueError(
-            f"Label {label!r} needs at least two classes, got {class_labels}."
-        )
+    data = training_data(df, label)
+    feature_names, class_labels = data.feature_names, data.class_labels
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be at least 1.")
     _require_onnx()
 
     target = select_device(device)
-    index_of = {name: i for i, name in enumerate(class_labels)}
-    x = torch.as_tensor(features, dtype=torch.float32, device=target)
-    y = torch.as_tensor([index_of[v] for v in labels], dtype=torch.long, device=target)
+    x = torch.as_tensor(data.features, dtype=torch.float32, device=target)
+    y = torch.as_tensor(data.targets, dtype=torch.long, device=target)
 
     started = time.monotonic()
     previous_threads = torch.get_num_threads()
@@ -196,10 +187,9 @@ def evaluate(
 ) -> Evaluation:
     """Return the accuracy and confusion matrix of the model in ``model_dir``."""
     model, feature_names, class_labels = load_model(model_dir, device)
-    features, truth_indices = evaluation_data(df, label, feature_names, class_labels)
+    features, truth = evaluation_data(df, label, feature_names, class_labels)
 
     target = next(model.parameters()).device
-    truth = torch.as_tensor(truth_indices, device=target)
     x = torch.as_tensor(features, dtype=torch.float32, device=target)
     with torch.no_grad():
         predicted = torch.cat(
@@ -208,12 +198,7 @@ def evaluate(
                 for start in range(0, len(x), _EVAL_BATCH_SIZE)
             ]
         )
-
-    k = len(class_labels)
-    matrix = torch.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
-    accuracy = float(matrix.diagonal().sum().item()) / len(df)
-    rows = tuple(tuple(int(v) for v in row) for row in matrix.cpu().tolist())
-    return Evaluation(accuracy, tuple(class_labels), rows)
+    return Evaluation.from_indices(truth, predicted.cpu().numpy(), class_labels)
 
 
 def _fit(

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -26,9 +25,7 @@ from zenml.integrations.tabular import (
     Evaluation,
     TrainingResult,
     evaluation_data,
-    feature_matrix,
-    label_strings,
-    split_features,
+    training_data,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,21 +71,12 @@ def train(
     numeric and have no missing values. The seed fixes the initial weights and
     the order of the batches.
     """
-    feature_names = split_features(df, label)
-    features = feature_matrix(df, feature_names)
-    labels = label_strings(df[label], label)
-    class_labels = sorted(set(labels))
-    if len(class_labels) < 2:
-        raise ValueError(
-            f"Label {label!r} needs at least two classes, got {class_labels}."
-        )
+    data = training_data(df, label)
+    feature_names, class_labels = data.feature_names, data.class_labels
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be at least 1.")
 
     target = select_device(device)
-    index_of = {name: i for i, name in enumerate(class_labels)}
-    y = np.asarray([index_of[v] for v in labels], dtype=np.int64)
-
     started = time.monotonic()
     tf.keras.utils.set_random_seed(seed)
     with tf.device(target):
@@ -98,7 +86,12 @@ def train(
             loss="sparse_categorical_crossentropy",
         )
         history = model.fit(
-            features, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
+            data.features,
+            data.targets,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
         )
     final_loss = float(history.history["loss"][-1])
     logger.info(
