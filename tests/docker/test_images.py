@@ -194,6 +194,7 @@ def test_a_parent_that_cannot_hold_the_base_is_refused_before_any_build(
         message = str(failure.value)
         assert tag in message and named in message
         assert "zenml image parent" in message
+        assert not docker_client.containers.list(all=True, filters={"ancestor": tag})
         with pytest.raises(docker.errors.ImageNotFound):
             docker_client.images.get(builder.content_tag(builder.specs["base"]))
     finally:

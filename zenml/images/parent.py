@@ -50,27 +50,37 @@ _REMEDY = (
 def check_parent(client: docker.DockerClient, image: str) -> None:
     """Refuse a parent the base image cannot be built on, saying why."""
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    remedy = _REMEDY.format(python=python)
+    # Created and started apart, so that a parent whose python3 cannot even
+    # start leaves no container behind.
     try:
-        output = client.containers.run(
-            image,
-            entrypoint=["python3", "-c", _PROBE],
-            remove=True,
-            network_mode="none",
-            stderr=True,
+        probe = client.containers.create(
+            image, entrypoint=["python3", "-c", _PROBE], network_disabled=True
         )
-    except docker.errors.ContainerError as exc:
-        stderr = exc.stderr.decode(errors="replace").strip() if exc.stderr else ""
-        raise ImageBuildError(
-            f"the parent {image} has no working python3: {stderr or exc}\n"
-            + _REMEDY.format(python=python),
-            image=image,
-        ) from exc
     except docker.errors.APIError as exc:
         raise ImageBuildError(
-            f"the parent {image} cannot run python3: {exc.explanation or exc}\n"
-            + _REMEDY.format(python=python),
+            f"the parent {image} cannot be used: {exc.explanation or exc}\n{remedy}",
             image=image,
         ) from exc
+    try:
+        probe.start()
+        status = probe.wait()["StatusCode"]
+        output = probe.logs(stdout=True, stderr=False)
+        errors = probe.logs(stdout=False, stderr=True)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"the parent {image} has no working python3: "
+            f"{exc.explanation or exc}\n{remedy}",
+            image=image,
+        ) from exc
+    finally:
+        probe.remove(force=True)
+    if status != 0:
+        raise ImageBuildError(
+            f"the parent {image} has no working python3 (exit code {status}): "
+            f"{errors.decode(errors='replace').strip()}\n{remedy}",
+            image=image,
+        )
     found = json.loads(bytes(output).decode().strip().splitlines()[-1])
     problems = parent_problems(found, python)
     if problems:
@@ -78,7 +88,7 @@ def check_parent(client: docker.DockerClient, image: str) -> None:
             f"the parent {image} cannot hold zenml's base image: "
             + "; ".join(problems)
             + ".\n"
-            + _REMEDY.format(python=python),
+            + remedy,
             image=image,
         )
 
