@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -497,7 +498,7 @@ def runs_list(as_json: bool, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @_friendly_errors
 def runs_show(run_id: str, as_json: bool) -> None:
-    """A run's steps: status, image (tag, digest, lock), duration, exit, artifacts."""
+    """A run's steps (status, image, image id, lock, duration, exit), artifacts."""
     run = _repository().metadata.run(run_id)
     run.pop("spec", None)
     if as_json:
@@ -511,20 +512,45 @@ def runs_show(run_id: str, as_json: bool) -> None:
     if run["error"]:
         out.print(f"  {run['error']}")
     table = Table(
-        "step", "status", "image", "digest", "lock", "duration", "exit", "artifacts"
+        "step",
+        "status",
+        "image",
+        "image id",
+        "lock",
+        "duration",
+        "exit",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
     for step in run["steps"]:
         table.add_row(
             step["name"],
             _status(step["status"]),
             step["image"] or "-",
-            (step["image_id"] or "-")[:19],
+            (step["image_id"] or "-").removeprefix("sha256:")[:12],
             (step["image_lock"] or "-")[:12],
             _duration(step["started"], step["ended"]),
             "-" if step["exit_code"] is None else str(step["exit_code"]),
-            "\n".join(f"{a['name']}: {a['uri']}" for a in step["artifacts"]) or "-",
         )
     out.print(table)
+    # Paths as plain lines, never folded, so they can be copied whole.
+    artifacts = [
+        (f"{step['name']}.{artifact['name']}", artifact["uri"])
+        for step in run["steps"]
+        for artifact in step["artifacts"]
+    ]
+    if artifacts:
+        width = max(len(name) for name, _ in artifacts)
+        out.print("Artifacts:")
+        for name, uri in artifacts:
+            out.print(
+                f"  {name:<{width}}  {uri}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @runs.command("logs")

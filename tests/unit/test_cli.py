@@ -104,11 +104,21 @@ def test_runs_show_as_a_table(zenml, numbers_file: Path) -> None:
     ok(zenml("pipeline", "run", numbers_file, "-o", "local"))
     [run] = runs(zenml)
 
-    shown = text(ok(zenml("runs", "show", run["id"][:18])))
+    printed = ok(zenml("runs", "show", run["id"][:18])).output
+    shown = " ".join(printed.split())
 
     assert f"Run {run['id']} of pipeline numbers: completed (local" in shown
     for name in ("load", "summarise", "report"):
         assert name in shown
+    [report] = [
+        step for step in show(zenml, run["id"])["steps"] if step["name"] == "report"
+    ]
+    artifact = report["artifacts"][0]
+    # A path is printed whole on one line, however narrow the terminal.
+    assert any(
+        f"report.{artifact['name']}" in line and artifact["uri"] in line
+        for line in printed.splitlines()
+    )
 
 
 def test_runs_list_as_a_table(zenml, numbers_file: Path) -> None:
