@@ -124,6 +124,27 @@ def test_a_user_image_installing_protobuf_7_fails_naming_beams_range(
     assert not _image_exists(docker_client, tags[0])
 
 
+def test_a_requirements_file_asking_for_protobuf_7_fails_before_the_build(
+    builder: ImageBuilder, tags: list[str], tmp_path: Path
+) -> None:
+    tags.append("zenml-test/protobuf-requirement:1")
+    dockerfile = _project(
+        tmp_path, (EXAMPLE / "Dockerfile").read_text(), "protobuf>=7\n"
+    )
+
+    with pytest.raises(ImageBuildError) as failure:
+        build_custom(builder, CustomImage.from_dockerfile(dockerfile, tags[0]))
+
+    message = str(failure.value)
+    assert "Nothing was built" in message
+    who = message[message.index("Who asks for what:") :]
+    assert who.count("The user requested protobuf>=7") == 1
+    # Beam's range, from the release the base image holds only.
+    assert re.search(r"apache-beam 2\.77\.0 depends on protobuf\S*.*<7", who)
+    assert "apache-beam 2.76" not in who
+    assert "WARNING: Location" not in message
+
+
 def test_a_later_layer_upgrading_past_beams_range_fails_at_the_check(
     builder: ImageBuilder,
     tags: list[str],

@@ -163,6 +163,7 @@ def _explain(parent: ImageSpec, requirements: Path) -> str:
 
     Against the parent's exact pins pip can only say that two versions differ;
     against the ranges the parent's packages declare, it names the requirers.
+    Of the releases pip tried on the way, only those the parent holds are kept.
     """
     from zenml.images.spec import source_root
 
@@ -175,18 +176,27 @@ def _explain(parent: ImageSpec, requirements: Path) -> str:
     done = wheelhouse.dry_run(arguments)
     if done.returncode == 0:
         return ""
-    lines = done.stderr.splitlines()
-    start = next(
-        (n for n, line in enumerate(lines) if "conflict is caused by" in line), None
-    )
-    if start is None:
-        return ""
+    held = {}
+    for pin in wheelhouse.pins(parent.lock_path):
+        name, _, version = pin.partition("==")
+        held[_canonical(name)] = version
     causes = []
-    for line in lines[start + 1 :]:
-        if not line.strip() or line.lstrip().startswith(("To fix", "Additionally")):
-            break
-        causes.append(line.strip())
-    return "Who asks for what:\n" + "\n".join(f"  {c}" for c in causes) + "\n"
+    for cause in wheelhouse.conflict_causes(done.stdout):
+        found = _REQUIRER.match(cause)
+        if found and held.get(_canonical(found[1]), found[2]) != found[2]:
+            continue
+        causes.append(cause)
+    if not causes:
+        return ""
+    lines = "\n".join(f"  {cause}" for cause in dict.fromkeys(causes))
+    return f"Who asks for what:\n{lines}\n"
+
+
+_REQUIRER = re.compile(r"^(\S+) (\S+) depends on ")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _run_as(builder: ImageBuilder, image: CustomImage) -> None:

@@ -71,15 +71,47 @@ def dry_run(
 ) -> subprocess.CompletedProcess[str]:
     """Ask the host's pip to resolve `arguments`, installing nothing.
 
-    With `report`, pip's JSON installation report is the standard output.
+    With `report`, pip is quiet and its JSON installation report is the
+    standard output. Without, its output keeps the reasons of a failed
+    resolution, which `conflict_causes` picks out. pip's notices about index
+    folders of the host's configuration that do not exist are left out.
     """
-    command = [*pip_command(), "install", "--dry-run", "--ignore-installed", "--quiet"]
+    command = [*pip_command(), "install", "--dry-run", "--ignore-installed"]
     if report:
-        command += ["--report", "-"]
+        command += ["--quiet", "--report", "-"]
     constraints = cpu_constraints()
     if constraints is not None:
         command += ["-c", str(constraints)]
-    return subprocess.run([*command, *arguments], capture_output=True, text=True)
+    done = subprocess.run([*command, *arguments], capture_output=True, text=True)
+    done.stdout, done.stderr = (
+        _without_notices(done.stdout),
+        _without_notices(done.stderr),
+    )
+    return done
+
+
+def _without_notices(text: str) -> str:
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not line.startswith("WARNING: Location ")
+    )
+
+
+def conflict_causes(output: str) -> list[str]:
+    """The lines of pip's 'The conflict is caused by:' block, stripped."""
+    lines = output.splitlines()
+    start = next(
+        (n for n, line in enumerate(lines) if "conflict is caused by" in line), None
+    )
+    if start is None:
+        return []
+    causes = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.lstrip().startswith(("To fix", "Additionally")):
+            break
+        causes.append(line.strip())
+    return causes
 
 
 def cpu_constraints() -> Path | None:

@@ -101,17 +101,13 @@ class Compatibility:
 
 def resolves(requirements: list[str]) -> tuple[bool, str]:
     """Ask pip, without installing or building anything, if these fit together."""
-    from zenml.images.wheelhouse import dry_run
+    from zenml.images.wheelhouse import conflict_causes, dry_run
 
     done = dry_run(requirements)
     if done.returncode == 0:
         return True, ""
-    lines = [
-        line.strip()
-        for line in done.stderr.splitlines()
-        if " depends on " in line or "requested" in line
-    ]
-    return False, "; ".join(lines) or done.stderr.strip().splitlines()[-1]
+    causes = conflict_causes(done.stdout)
+    return False, "; ".join(causes) or done.stderr.strip().splitlines()[-1]
 
 
 def matrix(
