@@ -43,11 +43,11 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except RunFailedError as exc:
-            console.print(f"[bold red]Run failed:[/] {exc}")
+            console.print(f"[bold red]Run failed:[/] {escape(str(exc))}")
             console.print(f"Details: zenml runs show {exc.run_id}")
             sys.exit(130 if exc.status == "cancelled" else 1)
         except ZenMLError as exc:
-            console.print(f"[bold red]Error:[/] {exc}")
+            console.print(f"[bold red]Error:[/] {escape(str(exc))}")
             sys.exit(1)
 
     return wrapper
@@ -191,8 +191,13 @@ def pipeline_run(
     )
     if found is not None and found.on_success is not None:
         found.on_success(result)
-    out.print(f"Artifacts: {repo.artifact_store.run_dir(spec.name, result.run_id)}")
-    out.print(f"Metadata:  {repo.metadata_path}  (zenml runs show {result.run_id})")
+    # Paths and commands on lines of their own, never folded, to be copied whole.
+    for line in (
+        f"Artifacts: {repo.artifact_store.run_dir(spec.name, result.run_id)}",
+        f"Metadata:  {repo.metadata_path}",
+        f"Details:   zenml runs show {result.run_id}",
+    ):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @pipeline.command("compile")
@@ -429,7 +434,7 @@ def integration_matrix(requirements: Path | None) -> None:
     for result in results:
         if not result.ok:
             out.print(
-                f"[red]{result.left} + {result.right}[/]: {result.reason}",
+                f"[red]{result.left} + {result.right}[/]: {escape(result.reason)}",
                 markup=True,
                 highlight=False,
             )

@@ -9,11 +9,16 @@ import importlib.util
 import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from zenml.exceptions import PipelineDefinitionError, PipelineNotFoundError
+from zenml.exceptions import (
+    PipelineDefinitionError,
+    PipelineNotFoundError,
+    ZenMLError,
+)
 from zenml.spec import InputRef, PipelineSpec, StepSpec
 from zenml.steps import LOADED_FILES, Step, StepOutput
 
@@ -244,8 +249,17 @@ def load_module(path: Path) -> Any:
 
 
 def load_pipeline(path: Path, name: str | None = None) -> Pipeline:
-    """The pipeline a file defines; `name` picks one where there are several."""
-    module = load_module(path)
+    """The pipeline a file defines; `name` picks one where there are several.
+
+    A file that fails to import is reported with its own lines of the
+    traceback, and a missing module with where to import or install it.
+    """
+    try:
+        module = load_module(path)
+    except ZenMLError:
+        raise
+    except Exception as exc:
+        raise PipelineDefinitionError(import_failure(path, exc)) from exc
     found = {
         value.name: value
         for value in vars(module).values()
@@ -267,3 +281,37 @@ def load_pipeline(path: Path, name: str | None = None) -> Pipeline:
             f"{path} defines several pipelines {sorted(found)}; pick one with --name"
         )
     return next(iter(found.values()))
+
+
+def import_failure(path: Path, exc: BaseException) -> str:
+    """What went wrong importing the pipeline file `path`, in the user's terms."""
+    project = path.resolve().parent
+    lines = [
+        f"  {frame.filename}, line {frame.lineno}: {frame.line}"
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if Path(frame.filename).is_relative_to(project)
+    ]
+    if isinstance(exc, SyntaxError):
+        lines.append(f"  {exc.filename}, line {exc.lineno}: {(exc.text or '').strip()}")
+        what = f"{path} is not valid Python: {exc.msg}"
+    else:
+        what = f"importing {path} raised {type(exc).__name__}: {exc}"
+    message = "\n".join([what, *lines])
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        message += "\n" + _missing_module_hint(exc.name)
+    return message
+
+
+def _missing_module_hint(module: str) -> str:
+    from zenml.integrations.registry import INTEGRATIONS
+
+    top = module.partition(".")[0]
+    hint = (
+        "A pipeline file is imported where you launch it. Import "
+        f"{top} inside the step that needs it (the step runs in its "
+        "integration's image, which has it)"
+    )
+    for integration in INTEGRATIONS.values():
+        if any(m.partition(".")[0] == top for m in integration.modules):
+            return f"{hint}, or install it here: {integration.pip_command}"
+    return hint + ", or install the package that provides it here"

@@ -220,6 +220,39 @@ def test_run_a_file_without_pipeline(zenml, write_file) -> None:
     )
 
 
+def test_a_file_that_fails_to_import_is_shown_at_its_own_line(
+    zenml, write_file
+) -> None:
+    write_file("broken.py", "from zenml import pipeline\nX = 1 / 0\n")
+
+    result = zenml("pipeline", "run", "broken.py", "-o", "local")
+
+    refused(result, "importing broken.py raised ZeroDivisionError: division by zero")
+    assert "broken.py, line 2: X = 1 / 0" in text(result)
+
+
+def test_a_missing_module_at_the_top_of_a_file_says_where_to_import_it(
+    zenml, write_file
+) -> None:
+    # As a top-level `import tensorflow` fails where TensorFlow is not installed.
+    write_file(
+        "toplevel.py",
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", "
+        "name='tensorflow')\n",
+    )
+
+    result = zenml("pipeline", "run", "toplevel.py", "-o", "local")
+
+    refused(result, "Import tensorflow inside the step that needs it")
+    assert "pip install 'zenml[tensorflow]'" in text(result)
+
+
+def test_a_syntax_error_names_the_line(zenml, write_file) -> None:
+    write_file("typo.py", "def f(:\n    pass\n")
+
+    refused(zenml("pipeline", "run", "typo.py", "-o", "local"), "is not valid Python")
+
+
 def test_run_a_missing_yaml(zenml) -> None:
     refused(
         zenml("pipeline", "run", "nowhere.yaml", "-o", "local"),

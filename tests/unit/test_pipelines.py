@@ -185,7 +185,7 @@ def test_load_pipeline_from_a_file_with_several_needs_a_name(write_file) -> None
 
 def test_a_file_that_fails_to_import_can_be_loaded_once_fixed(write_file) -> None:
     path = write_file("broken.py", "raise RuntimeError('not yet')\n")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PipelineDefinitionError, match="raised RuntimeError: not yet"):
         load_pipeline(path)
 
     write_file("broken.py", SEVERAL)
