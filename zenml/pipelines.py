@@ -10,6 +10,7 @@ import inspect
 import json
 import sys
 import traceback
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -139,6 +140,7 @@ class Pipeline:
                 f"pipeline {self.name!r} takes {signature}; {exc}"
             ) from exc
         bound.apply_defaults()
+        self._check_types(bound.arguments)
 
         compilation = _Compilation(self)
         token = _COMPILATION.set(compilation)
@@ -159,6 +161,27 @@ class Pipeline:
             secrets=self.secrets,
             steps=tuple(compilation.steps),
         )
+
+    def _check_types(self, arguments: dict[str, Any]) -> None:
+        """Refuse a parameter its annotation rules out, before any step runs."""
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            hints = typing.get_type_hints(self.func)
+        except Exception:  # names the annotations use that cannot be resolved
+            return
+        for name, value in arguments.items():
+            if name not in hints:
+                continue
+            try:
+                TypeAdapter(hints[name]).validate_python(value)
+            except ValidationError as exc:
+                wanted = getattr(hints[name], "__name__", str(hints[name]))
+                reason = exc.errors()[0]["msg"]
+                raise PipelineDefinitionError(
+                    f"parameter {name!r} of pipeline {self.name!r} is {wanted}, "
+                    f"not {value!r} ({reason})"
+                ) from exc
 
     def run(
         self,

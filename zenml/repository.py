@@ -31,8 +31,8 @@ class Settings(BaseModel):
     artifact_store: str = "artifacts"
     metadata_store: str = "metadata.db"
     orchestrator: str | None = None
-    max_parallel_steps: int = 2
-    stop_grace_period: float = 10.0
+    max_parallel_steps: int = Field(default=2, ge=1)
+    stop_grace_period: float = Field(default=10.0, ge=0)
     beam_workers: int = Field(default=2, ge=1)
 
 

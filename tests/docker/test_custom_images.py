@@ -97,12 +97,16 @@ def test_the_example_image_builds_and_a_step_runs_in_it(
     builder: ImageBuilder, tags: list[str], repository: Repository
 ) -> None:
     tags.append("zenml-example/sklearn:1")
+    printed: list[str] = []
+    builder.printer = printed.append
 
     build_custom(builder, CustomImage.from_dockerfile(EXAMPLE / "Dockerfile", tags[0]))
     spec = load_pipeline(EXAMPLE / "pipeline.py").compile()
     result = run_pipeline(spec, orchestrator="docker", repository=repository)
 
     assert result.artifact("fit_tree") > 0.9
+    # zenml passes only the build arguments the Dockerfile declares.
+    assert not [line for line in printed if "were not consumed" in line]
 
 
 def test_a_user_image_installing_protobuf_7_fails_naming_beams_range(

@@ -302,6 +302,16 @@ def test_an_unknown_pipeline_parameter(zenml, numbers_file: Path) -> None:
     )
 
 
+def test_a_parameter_its_annotation_rules_out_is_refused_before_the_run(
+    zenml, numbers_file: Path
+) -> None:
+    refused(
+        zenml("pipeline", "run", numbers_file, "-o", "local", "-p", "n=abc"),
+        "parameter 'n' of pipeline 'numbers' is int, not 'abc'",
+    )
+    assert runs(zenml) == []
+
+
 def test_a_parameter_for_a_yaml(zenml, numbers_file: Path) -> None:
     ok(zenml("pipeline", "compile", numbers_file, "-o", "numbers.yaml"))
 

@@ -113,6 +113,9 @@ def test_find_or_init_reuses_a_parent(tmp_path: Path) -> None:
     [
         ("max_parallel_step: 3\n", "max_parallel_step"),
         ("max_parallel_steps: many\n", "max_parallel_steps"),
+        ("max_parallel_steps: 0\n", "greater than or equal to 1"),
+        ("stop_grace_period: -5\n", "stop_grace_period"),
+        ("beam_workers: 0\n", "beam_workers"),
         ("orchestrator: [a\n", "config.yaml"),
         ("- a list\n", "config.yaml"),
     ],

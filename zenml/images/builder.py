@@ -265,8 +265,8 @@ class ImageBuilder:
         except docker.errors.ContainerError as exc:
             stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
             raise ImageBuildError(
-                f"image {name!r} built but failed its self-test, so it was "
-                f"not tagged:\n{stderr.strip()}",
+                f"image {name!r} built but failed its self-test, so it keeps "
+                f"no tag:\n{stderr.strip()}",
                 image=name,
                 build_log=stderr,
             ) from exc
@@ -292,8 +292,8 @@ class ImageBuilder:
             answer = run_smoke_pipeline(self.client, tag)
         except ZenMLError as exc:
             raise ImageBuildError(
-                f"image {name!r} built but its smoke pipeline failed, so it was "
-                f"not tagged: {exc}",
+                f"image {name!r} built but its smoke pipeline failed, so it "
+                f"keeps no tag: {exc}",
                 image=name,
             ) from exc
         self.printer(f"  {name} | smoke pipeline ran: {answer}")

@@ -30,6 +30,9 @@ from zenml.images.spec import ImageSpec
 REQUIREMENTS = "requirements.txt"
 _FROM_ZENML = re.compile(r"zenml/([a-z0-9_-]+)")
 _USER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_ARG = re.compile(r"^\s*ARG\s+(\w+)", re.MULTILINE | re.IGNORECASE)
+# A line of pip's conflict explanation that names a requirer and its version.
+_REQUIRER = re.compile(r"^(\S+) (\S+) depends on ")
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,18 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
     spec = ImageSpec(
         name=image.tag, context=image.context, dockerfile=image.dockerfile.name
     )
-    args = {"BASE": parent.tag, "ZENML_VERSION": zenml.__version__}
+    # Only the arguments the Dockerfile declares, so Docker has none to warn of.
+    declared = set(_ARG.findall(image.dockerfile.read_text(encoding="utf-8")))
     with wheelhouse.serve(client, wheels, parent.tag) as served:
-        args["WHEELS"] = served.url
+        offered = {
+            "BASE": parent.tag,
+            "ZENML_VERSION": zenml.__version__,
+            "WHEELS": served.url,
+        }
         builder.stream_build(
             spec,
             image.tag,
-            args,
+            {key: value for key, value in offered.items() if key in declared},
             labels={
                 "org.zenml.integration": f"custom:{image.parent}",
                 "org.opencontainers.image.version": zenml.__version__,
@@ -190,9 +198,6 @@ def _explain(parent: ImageSpec, requirements: Path) -> str:
         return ""
     lines = "\n".join(f"  {cause}" for cause in dict.fromkeys(causes))
     return f"Who asks for what:\n{lines}\n"
-
-
-_REQUIRER = re.compile(r"^(\S+) (\S+) depends on ")
 
 
 def _canonical(name: str) -> str:
