@@ -373,7 +373,14 @@ def integration_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    table = Table("integration", "extra", "installed", "image", "built", "backends")
+    table = _table(
+        "integration",
+        Column("extra", no_wrap=True),
+        "installed",
+        Column("image", no_wrap=True),
+        "built",
+        "backends",
+    )
     for row in rows:
         state = {True: "yes", False: "no", None: "-"}
         table.add_row(
@@ -385,6 +392,17 @@ def integration_list(as_json: bool) -> None:
             row["backends"],
         )
     out.print(table)
+
+
+def _table(*columns: str | Column) -> Table:
+    """A table without borders, which leaves the terminal's width to its data."""
+    return Table(
+        *columns,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
 
 
 def _built_images() -> dict[str, bool | None]:
@@ -486,7 +504,7 @@ def runs_list(as_json: bool, limit: int) -> None:
     run_column = Column(
         "run", no_wrap=True, min_width=max((len(row["id"]) for row in rows), default=3)
     )
-    table = Table(run_column, "pipeline", "status", "started", "duration")
+    table = _table(run_column, "pipeline", "status", "started", "duration")
     for row in rows:
         table.add_row(
             row["id"],
@@ -516,19 +534,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
     )
     if run["error"]:
         out.print(f"  {run['error']}")
-    table = Table(
-        "step",
-        "status",
-        "image",
-        "image id",
-        "lock",
-        "duration",
-        "exit",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
+    table = _table("step", "status", "image", "image id", "lock", "duration", "exit")
     for step in run["steps"]:
         table.add_row(
             step["name"],
