@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -27,12 +28,12 @@ from zenml.images.builder import ImageBuilder
 from zenml.images.catalogue import LOCK_LABEL
 from zenml.images.spec import ImageSpec
 
+logger = logging.getLogger(__name__)
+
 REQUIREMENTS = "requirements.txt"
 _FROM_ZENML = re.compile(r"zenml/([a-z0-9_-]+)")
 _USER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _ARG = re.compile(r"^\s*ARG\s+(\w+)", re.MULTILINE | re.IGNORECASE)
-# A line of pip's conflict explanation that names a requirer and its version.
-_REQUIRER = re.compile(r"^(\S+) (\S+) depends on ")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
             image=image.tag,
         )
 
-    lock = _resolve(image, parent_spec)
+    lock = _resolve(builder, image, parent_spec, parent.tag)
     builder.printer(f"Building {image.tag} FROM {parent.tag}")
     wheels = builder.wheelhouse_dir or wheelhouse.default_wheelhouse()
     wheelhouse.fill(wheels, [lock])
@@ -142,7 +143,9 @@ def build_custom(builder: ImageBuilder, image: CustomImage) -> str:
     return str(built.id)
 
 
-def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
+def _resolve(
+    builder: ImageBuilder, image: CustomImage, parent: ImageSpec, parent_tag: str
+) -> Path:
     """The image's full lock: the parent's pins and the requirements, resolved."""
     lock = Path(tempfile.mkdtemp(prefix="zenml-custom-")) / "requirements.lock"
     if image.requirements is None:
@@ -152,7 +155,7 @@ def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
         ["-r", str(parent.lock_path), "-r", str(image.requirements)], report=True
     )
     if done.returncode != 0:
-        why = _explain(parent, image.requirements)
+        why = _explain(builder, parent_tag, image.requirements)
         raise ImageBuildError(
             f"{image.requirements} cannot be installed in zenml/{parent.name}: "
             "its requirements clash with what the parent holds. pip says:\n"
@@ -166,42 +169,40 @@ def _resolve(image: CustomImage, parent: ImageSpec) -> Path:
     return lock
 
 
-def _explain(parent: ImageSpec, requirements: Path) -> str:
-    """Who asks for what: the clash resolved against the parent's own ranges.
+def _explain(builder: ImageBuilder, parent_tag: str, requirements: Path) -> str:
+    """Who asks for what: both ranges of each clash, and the versions found.
 
-    Against the parent's exact pins pip can only say that two versions differ;
-    against the ranges the parent's packages declare, it names the requirers.
-    Of the releases pip tried on the way, only those the parent holds are kept.
+    Against the parent's exact pins pip can only say that versions differ. So
+    the requirements are resolved on their own, and the parent image compares
+    that resolution with what it holds, reading the ranges its dists declare.
     """
-    from zenml.images.spec import source_root
-
-    root = source_root()
-    if root is None or parent.extra is None:
+    alone = wheelhouse.dry_run(["-r", str(requirements)], report=True)
+    if alone.returncode != 0:
         return ""
-    arguments = [f"zenml[{parent.extra}] @ {root.as_uri()}", "-r", str(requirements)]
-    if parent.requirements_path.is_file():
-        arguments += ["-r", str(parent.requirements_path)]
-    done = wheelhouse.dry_run(arguments)
-    if done.returncode == 0:
+    with tempfile.TemporaryDirectory(prefix="zenml-clash-") as folder:
+        report = Path(folder) / "report.json"
+        report.write_text(alone.stdout, encoding="utf-8")
+        # Readable by the image's own user.
+        Path(folder).chmod(0o755)
+        report.chmod(0o644)
+        try:
+            output = builder.client.containers.run(
+                parent_tag,
+                entrypoint=["python", "-m", "zenml.images.selftest"],
+                command=["--clashes", "/clash/report.json"],
+                volumes={folder: {"bind": "/clash", "mode": "ro"}},
+                network_mode="none",
+                remove=True,
+            )
+        except docker.errors.DockerException as exc:
+            # pip's own message still stands; only the details are missing.
+            logger.debug("comparing the requirements in %s failed: %s", parent_tag, exc)
+            return ""
+    lines = bytes(output).decode(errors="replace").split("\n")
+    found = [line.strip() for line in lines if line.strip()]
+    if not found:
         return ""
-    held = {}
-    for pin in wheelhouse.pins(parent.lock_path):
-        name, _, version = pin.partition("==")
-        held[_canonical(name)] = version
-    causes = []
-    for cause in wheelhouse.conflict_causes(done.stdout):
-        found = _REQUIRER.match(cause)
-        if found and held.get(_canonical(found[1]), found[2]) != found[2]:
-            continue
-        causes.append(cause)
-    if not causes:
-        return ""
-    lines = "\n".join(f"  {cause}" for cause in dict.fromkeys(causes))
-    return f"Who asks for what:\n{lines}\n"
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return "Who asks for what:\n" + "\n".join(f"  {line}" for line in found) + "\n"
 
 
 def _run_as(builder: ImageBuilder, image: CustomImage) -> None:

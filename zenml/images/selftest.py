@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 LOCK_DIR = Path("/opt/zenml/locks")
 IMAGE_ENV = "ZENML_IMAGE"
@@ -226,6 +228,63 @@ def requirers(name: str) -> list[str]:
     return sorted(set(found))
 
 
+def clashes(report: dict[str, Any]) -> list[str]:
+    """Where a resolution made without this environment meets what it holds.
+
+    `report` is pip's installation report for a user's requirements resolved on
+    their own. A line names a requirement on one side that excludes the version
+    the other side has: an installed dist's range against the version the
+    requirements need, or a needed dist's range against the installed version.
+    """
+    from packaging.requirements import Requirement
+
+    held = {
+        _canonical(dist.metadata["Name"]): (dist.metadata["Name"], dist.version)
+        for dist in metadata.distributions()
+    }
+    needed = {
+        _canonical(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in report.get("install", [])
+    }
+    found = []
+    for item in report.get("install", []):
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        for text in item["metadata"].get("requires_dist") or []:
+            requirement = _applicable(Requirement(text))
+            if requirement is None or _canonical(requirement.name) not in held:
+                continue
+            holder, have = held[_canonical(requirement.name)]
+            if not requirement.specifier.contains(have, prereleases=True):
+                found.append(
+                    f"{name} {version} requires {requirement}, but the image "
+                    f"holds {holder} {have}"
+                )
+    for dist in metadata.distributions():
+        for text in dist.requires or []:
+            requirement = _applicable(Requirement(text))
+            if requirement is None:
+                continue
+            want = needed.get(_canonical(requirement.name))
+            if want is not None and not requirement.specifier.contains(
+                want, prereleases=True
+            ):
+                found.append(
+                    f"{dist.metadata['Name']} {dist.version} in the image requires "
+                    f"{requirement}, but the requirements need "
+                    f"{requirement.name} {want}"
+                )
+    return sorted(set(found))
+
+
+def _applicable(requirement: Any) -> Any:
+    """`requirement`, or None when its marker rules it out here (extras aside)."""
+    if requirement.marker is not None and not requirement.marker.evaluate(
+        {"extra": ""}
+    ):
+        return None
+    return requirement
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 1 naming every problem.
 
@@ -233,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     installed zenml is the code the image was built from.
     """
     args = sys.argv[1:] if argv is None else argv
+    if "--clashes" in args:
+        # A file with pip's report of requirements resolved elsewhere.
+        report = Path(args[args.index("--clashes") + 1]).read_text(encoding="utf-8")
+        for line in clashes(json.loads(report)):
+            print(line)
+        return 0
     custom = "--custom" in args
     image = os.environ.get(IMAGE_ENV, "base")
     problems: list[str] = []

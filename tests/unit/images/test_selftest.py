@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 from pathlib import Path
 
 from zenml.images import selftest
@@ -52,3 +53,37 @@ def test_a_lock_differing_from_what_is_installed_is_reported(tmp_path: Path) -> 
         "package a lower layer installed",
         "extra-thing==1 is installed but not in the lock",
     ]
+
+
+def _report(*items: tuple[str, str, list[str]]) -> dict:
+    return {
+        "install": [
+            {"metadata": {"name": n, "version": v, "requires_dist": r}}
+            for n, v, r in items
+        ]
+    }
+
+
+def test_clashes_name_a_needed_range_against_the_installed_version() -> None:
+    click = metadata.version("click")
+
+    found = selftest.clashes(_report(("userpkg", "1.0", ["click<1"])))
+
+    assert found == [f"userpkg 1.0 requires click<1, but the image holds click {click}"]
+
+
+def test_clashes_name_an_installed_range_against_the_needed_version() -> None:
+    found = selftest.clashes(_report(("rich", "0.1", [])))
+
+    assert any(
+        line.startswith("zenml ")
+        and "requires rich" in line
+        and line.endswith("but the requirements need rich 0.1")
+        for line in found
+    ), found
+
+
+def test_ranges_that_meet_and_other_platforms_are_no_clash() -> None:
+    report = _report(("userpkg", "1.0", ["click>=1", 'click<1; sys_platform == "nt"']))
+
+    assert selftest.clashes(report) == []
